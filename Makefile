@@ -1,0 +1,34 @@
+# Fresh clone: `make demo` (set up, train on the embedded digits data) and `make test`.
+# VENV can point at a shared virtual environment (CI reuses one to save 5 GB per clone);
+# the install step still runs every time, so the venv always matches this checkout.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+demo: install
+	rm -rf $(DEMO_OUT)
+	$(BIN)/robench train --dataset digits --out $(DEMO_OUT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check robench tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,342 @@
+"""The `robench` command line: parses flags, calls `robench.api`, renders the result.
+
+User mistakes (`UserError`) become one line on stderr and exit code 2; `--debug` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from robench import __version__
+from robench.errors import UserError
+
+app = typer.Typer(
+    name="robench",
+    help=(
+        "Train image classifiers with a defense, attack them, and measure their adversarial "
+        "robustness with a protocol you can trust.\n\n"
+        "Examples:\n\n"
+        "  robench train                      # a small CNN on the embedded digits data\n\n"
+        "  robench train --dataset cifar10 --data-dir data --arch preactresnet18\n\n"
+        "  robench list archs"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+class _State:
+    debug = False
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        stdout.print(f"robench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.obj = _State()
+    ctx.obj.debug = debug
+
+
+def _fail(message: str, code: int) -> None:
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn):
+    """Turn a user's mistake into one line on stderr and exit code 2 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx")  # every command takes the typer context as `ctx`
+        debug = bool(ctx is not None and ctx.obj is not None and ctx.obj.debug)
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            if debug:
+                raise
+            _fail(str(exc), 2)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            _fail("interrupted.", 130)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------
+# train
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    multistep = "multistep"
+    cosine = "cosine"
+    onecycle = "onecycle"
+
+
+class Augment(str, Enum):
+    crop_flip = "crop+flip"
+    crop = "crop"
+    none = "none"
+
+
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text!r} must be comma-separated integers, "
+                        f"e.g. 100,105.") from None
+
+
+def _flag_layer(**values: Any) -> dict[str, Any]:
+    """Nested config overrides from flags, keeping only the flags that were given."""
+    layer: dict[str, Any] = {}
+    for dotted, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        section, _, key = dotted.rpartition("__")
+        target = layer.setdefault(section, {}) if section else layer
+        target[key] = value
+    return layer
+
+
+TRAIN_HELP = """Train a model with a defense and write a run directory.
+
+Every default is written to the run's config.yaml; precedence is
+flag > --set > --config file > per-dataset defaults > built-in defaults.
+
+Examples:
+
+  robench train
+
+  robench train -d imagefolder:data/cifar10-jpeg --precision bf16
+
+  robench train --dataset digits --image-size 32 --arch resnet18 --epochs 5
+
+  robench train --config my.yaml --set optim.lr=0.05 --set model.width=0.5
+
+  robench train --resume runs/digits-cnn-standard-s0-1a2b3c4d
+"""
+
+
+@app.command(help=TRAIN_HELP)
+@user_errors
+def train(
+    ctx: typer.Context,
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset name (robench list "
+                                "datasets) or imagefolder:<path>. \\[default: digits]",
+                                rich_help_panel="Data"),
+    data_dir: str = typer.Option(None, "--data-dir", help="Where torchvision datasets live.",
+                                 rich_help_panel="Data"),
+    download: bool = typer.Option(None, "--download/--no-download",
+                                  help="Let torchvision download a missing dataset.",
+                                  rich_help_panel="Data"),
+    image_size: int = typer.Option(None, "--image-size", help="Resize every image to NxN.",
+                                   rich_help_panel="Data"),
+    train_subset: int = typer.Option(None, "--train-subset",
+                                     help="Train on a seeded subset of N images.",
+                                     rich_help_panel="Data"),
+    val_size: int = typer.Option(None, "--val-size",
+                                 help="Images held out of training for validation.",
+                                 rich_help_panel="Data"),
+    augment: Augment = typer.Option(None, "--augment", help="Training augmentation "
+                                    "\\[default: per dataset].", rich_help_panel="Data"),
+    arch: str = typer.Option(None, "--arch", "-a", help="Architecture (robench list archs).",
+                             rich_help_panel="Model"),
+    strides: str = typer.Option(None, "--strides", help="One digit per downsampling stage, "
+                                "e.g. 1222 for ResNet-18.", rich_help_panel="Model"),
+    width: float = typer.Option(None, "--width", help="Channel width multiplier.",
+                                rich_help_panel="Model"),
+    defense: str = typer.Option(None, "--defense", help="Defense spec, e.g. standard or a+b "
+                                "(robench list defenses).", rich_help_panel="Model"),
+    epochs: int = typer.Option(None, "--epochs", "-e", rich_help_panel="Optimisation"),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", rich_help_panel="Optimisation"),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate.",
+                             rich_help_panel="Optimisation"),
+    momentum: float = typer.Option(None, "--momentum", rich_help_panel="Optimisation"),
+    nesterov: bool = typer.Option(None, "--nesterov/--no-nesterov",
+                                  rich_help_panel="Optimisation"),
+    weight_decay: float = typer.Option(None, "--weight-decay", "--wd",
+                                       rich_help_panel="Optimisation"),
+    schedule: Schedule = typer.Option(None, "--schedule", rich_help_panel="Optimisation"),
+    milestones: str = typer.Option(None, "--milestones", help="Epochs where a multistep "
+                                   "schedule multiplies the LR by gamma, e.g. 100,105.",
+                                   rich_help_panel="Optimisation"),
+    label_smoothing: float = typer.Option(None, "--label-smoothing",
+                                          rich_help_panel="Optimisation"),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps.",
+                               rich_help_panel="Runtime"),
+    precision: Precision = typer.Option(None, "--precision", help="bf16 autocast is several "
+                                        "times faster on AMX CPUs and GPUs.",
+                                        rich_help_panel="Runtime"),
+    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
+                                       rich_help_panel="Runtime"),
+    seed: int = typer.Option(None, "--seed", rich_help_panel="Runtime"),
+    deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic",
+                                       help="Deterministic kernels (bit-exact resume on CPU).",
+                                       rich_help_panel="Runtime"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file.",
+                                rich_help_panel="Config"),
+    set_: list[str] = typer.Option(None, "--set", help="Override any config key: "
+                                   "section.key=value (repeatable).", rich_help_panel="Config"),
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Directory of run directories.",
+                             rich_help_panel="Config"),
+    resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run directory.",
+                                rich_help_panel="Config"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    from robench import api
+    from robench import config as config_mod
+    from robench.registry import DEFENSES, load_all
+
+    load_all()
+    flags = _flag_layer(
+        data__dataset=dataset, data__data_dir=data_dir, data__download=download,
+        data__image_size=image_size, data__train_subset=train_subset, data__val_size=val_size,
+        data__augment=augment, model__arch=arch, model__strides=strides, model__width=width,
+        defense=defense, optim__epochs=epochs, optim__batch_size=batch_size, optim__lr=lr,
+        optim__momentum=momentum, optim__nesterov=nesterov, optim__weight_decay=weight_decay,
+        optim__schedule=schedule, optim__milestones=_int_list(milestones, "--milestones"),
+        optim__label_smoothing=label_smoothing, runtime__device=device,
+        runtime__precision=precision, runtime__channels_last=channels_last,
+        runtime__seed=seed, runtime__deterministic=deterministic,
+    )
+    layers = []
+    if config is not None:
+        layers.append(config_mod.load_yaml(config))
+    if set_:
+        layers.append(config_mod.parse_set(set_, DEFENSES.names()))
+    if flags:
+        layers.append(flags)
+    if resume is not None:
+        result = api.resume(resume, layers, quiet=quiet)
+    else:
+        cfg, _ = api.resolve_config(layers)
+        result = api.train(cfg, out=out, quiet=quiet)
+    _print_summary(result)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _print_summary(result) -> None:
+    s = result.summary
+    if result.reused:
+        stderr.print(f"run {result.run_dir} with this exact config is already complete; "
+                     f"showing its summary (change --seed or --out to train another).",
+                     highlight=False)
+    table = Table(title=f"run {result.run_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("directory", str(result.run_dir))
+    table.add_row("dataset", f"{result.config.data.dataset} ({s['n_train']} train, "
+                  f"{s['n_val']} val, {s['n_test']} test)")
+    table.add_row("arch / defense", f"{result.config.model.arch} / {result.config.defense}")
+    table.add_row("epochs", str(s["epochs"]))
+    table.add_row("training time", f"{s['train_seconds']:.1f} s")
+    table.add_row("train accuracy", _percent(s["final_train_acc"]))
+    table.add_row("val accuracy", _percent(s["final_val_acc"]))
+    table.add_row("test accuracy", _percent(s["test_acc"]))
+    stdout.print(table)
+
+
+# ---------------------------------------------------------------------------------------
+# list
+
+
+LIST_HELP = """List what robench knows: datasets, archs, defenses, attacks.
+
+A pattern filters names shell-style.
+
+Examples:
+
+  robench list
+
+  robench list archs
+
+  robench list archs 'vgg*'
+
+  robench list defenses --json
+"""
+
+
+@app.command("list", help=LIST_HELP)
+@user_errors
+def list_(
+    ctx: typer.Context,
+    kind: str = typer.Argument(None, help="datasets, archs, defenses or attacks \\[default: all]."),
+    pattern: str = typer.Argument(None, help="Shell-style filter on names, e.g. 'vgg*'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    from robench.registry import REGISTRIES, load_all
+
+    load_all()
+    if kind is None:
+        kinds = list(REGISTRIES)
+    else:
+        kind = {k[:-1]: k for k in REGISTRIES}.get(kind, kind)  # accept the singular
+        if kind not in REGISTRIES:
+            close = difflib.get_close_matches(kind, list(REGISTRIES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"unknown kind {kind!r}; {hint}known kinds: {', '.join(REGISTRIES)}.")
+        kinds = [kind]
+    if as_json:
+        data = {k: [{"name": e.name, "description": e.description, **_jsonable(e.meta)}
+                    for e in REGISTRIES[k].entries(pattern)] for k in kinds}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    for k in kinds:
+        entries = REGISTRIES[k].entries(pattern)
+        table = Table(title=f"{k} ({len(entries)})", title_justify="left")
+        table.add_column("name", style="bold cyan", no_wrap=True)
+        meta_keys = sorted({m for e in entries for m in e.meta})
+        for m in meta_keys:
+            table.add_column(m.replace("_", " "))
+        table.add_column("description")
+        for e in entries:
+            table.add_row(e.name, *[str(e.meta.get(m, "")) for m in meta_keys], e.description)
+        stdout.print(table)
+
+
+def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+            for k, v in meta.items()}
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,116 @@
+"""What a defense is: an optional model transform plus an optional training objective.
+
+`--defense a+b` composes the parts of several registered defenses: every transform is applied
+in the order written, and at most one of them may own the training objective (two objectives
+are a clash the user must resolve). A spec with no objective trains with `standard`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from robench.config import build
+from robench.errors import UserError
+from robench.registry import DEFENSES
+
+
+@dataclass
+class StepContext:
+    """What an objective may need to know about where training is."""
+
+    epoch: int
+    iteration: int
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor  # on the inputs whose accuracy is reported as training accuracy
+
+
+class Objective(Protocol):
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 ctx: StepContext) -> StepOutput: ...
+
+
+@dataclass
+class NoParams:
+    """A defense with nothing to set."""
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    """A registered defense: its parameter dataclass and the parts it contributes."""
+
+    params: type = NoParams
+    transform: Callable[[nn.Module, Any], nn.Module] | None = None
+    objective: Callable[[Any], Objective] | None = None
+
+
+def register_defense(name: str, description: str, *, params: type = NoParams,
+                     transform: Callable | None = None,
+                     objective: Callable | None = None) -> DefenseSpec:
+    spec = DefenseSpec(params=params, transform=transform, objective=objective)
+    DEFENSES.add(name, spec, description,
+                 parts=", ".join(p for p, f in (("transform", transform),
+                                                ("objective", objective)) if f))
+    return spec
+
+
+@dataclass
+class Defense:
+    """A resolved `--defense` spec: names, parameters, transforms and one objective."""
+
+    spec: str
+    names: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    transforms: list[Callable[[nn.Module], nn.Module]] = field(default_factory=list)
+    objective: Objective | None = None
+
+    def params_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: asdict(p) for name, p in self.params.items()}
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        for transform in self.transforms:
+            model = transform(model)
+        return model
+
+
+def resolve_defense(spec: str, overrides: dict[str, dict[str, Any]] | None = None) -> Defense:
+    overrides = overrides or {}
+    names = [n.strip() for n in spec.split("+")]
+    if not spec.strip() or any(not n for n in names):
+        raise UserError(f"defense spec {spec!r} is malformed; write names joined by '+', "
+                        f"e.g. 'rcm+pgd-at'.")
+    if len(set(names)) != len(names):
+        raise UserError(f"defense spec {spec!r} names a defense twice.")
+    specs = {name: DEFENSES.get(name) for name in names}
+    stray = sorted(set(overrides) - set(names))
+    if stray:
+        raise UserError(f"parameters were given for defense {stray[0]!r}, which is not in the "
+                        f"defense spec {spec!r}.")
+    owners = [n for n in names if specs[n].objective is not None]
+    if len(owners) > 1:
+        raise UserError(f"defense spec {spec!r} has two training objectives ({owners[0]} and "
+                        f"{owners[1]}); keep one of them.")
+    if not owners:
+        names_with_objective = names + ["standard"]
+        specs["standard"] = DEFENSES.get("standard")
+        owners = ["standard"]
+    else:
+        names_with_objective = names
+    params = {n: build(specs[n].params, overrides.get(n) or {}, prefix=f"{n}.")
+              for n in names_with_objective}
+    transforms = [
+        (lambda m, t=specs[n].transform, p=params[n]: t(m, p))
+        for n in names if specs[n].transform is not None
+    ]
+    objective = specs[owners[0]].objective(params[owners[0]])
+    return Defense(spec=spec, names=names, params=params, transforms=transforms,
+                   objective=objective)

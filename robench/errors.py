@@ -1,0 +1,10 @@
+"""The one exception type for a user's mistake.
+
+The library raises `UserError` for anything the user can fix (a bad flag, a missing file, a
+config key that does not exist); the CLI turns it into one line on stderr and exit code 2.
+Everything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's input, explained in one sentence that names the value."""
