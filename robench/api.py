@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
     config_mod.dump_yaml(cfg, run_dir / runs.CONFIG)
     env = {**_environment(device), "status": "running", "started": _now(),
            "data": splits.description}
-    runs.atomic_write_json(run_dir / runs.ENV, env)
+    runs.write_env(run_dir, env)
     return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks)
 
 
@@ -172,7 +172,7 @@ def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet:
     env = runs.read_env(run_dir)
     env.update(status="running")
     env.setdefault("resumed", []).append(_now())
-    runs.atomic_write_json(run_dir / runs.ENV, env)
+    runs.write_env(run_dir, env)
     return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks)
 
 
@@ -200,12 +200,12 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) ->
                                     "config_hash": cfg.hash()})
     except KeyboardInterrupt:
         env.update(status="interrupted", interrupted=_now())
-        runs.atomic_write_json(run_dir / runs.ENV, env)
+        runs.write_env(run_dir, env)
         raise
     except BaseException as exc:
         env.update(status="failed", failed=_now(), error=f"{type(exc).__name__}: {exc}")
-        runs.atomic_write_json(run_dir / runs.ENV, env)
+        runs.write_env(run_dir, env)
         raise
     env.update(status="complete", ended=_now(), summary=summary)
-    runs.atomic_write_json(run_dir / runs.ENV, env)
+    runs.write_env(run_dir, env)
     return TrainResult(run_dir=run_dir, run_id=run_dir.name, config=cfg, summary=summary)

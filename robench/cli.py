@@ -329,8 +329,16 @@ def list_(
             table.add_column(m.replace("_", " "))
         table.add_column("description")
         for e in entries:
-            table.add_row(e.name, *[str(e.meta.get(m, "")) for m in meta_keys], e.description)
+            table.add_row(e.name, *[_cell(e.meta.get(m)) for m in meta_keys], e.description)
         stdout.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    return str(value)
 
 
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from robench.atomic import atomic_write_text
 from robench.errors import UserError
 
 PRECISIONS = ("fp32", "bf16")
@@ -196,8 +197,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(cfg: TrainConfig, path: Path) -> None:
-    from robench.runs import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 

@@ -8,16 +8,14 @@ runs/<run-id>/
   state.pt           resumable state after the last finished epoch (weights_only loadable)
   metrics.jsonl      one line per epoch
 ```
-Every file is written to a temporary name and renamed into place, so an interruption leaves
-either the old or the new file, never half of one; a run counts as complete only when
-env.json says so, which is the last thing written.
+Every file is written atomically (robench.atomic), so an interruption leaves either the old
+or the new file, never half of one; a run counts as complete only when env.json says so,
+which is the last thing written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterable
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from robench.atomic import atomic_path, atomic_write_json, atomic_write_text
 from robench.errors import UserError
 
 CONFIG = "config.yaml"
@@ -34,46 +33,6 @@ ENV = "env.json"
 MODEL = "model.safetensors"
 STATE = "state.pt"
 METRICS = "metrics.jsonl"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """A temporary path beside `path` that replaces it only if the block finishes.
-
-    The temporary file gets the permissions an ordinary new file would get (not mkstemp's
-    private 0600), so run directories stay readable by a team.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def _slug(text: str) -> str:
@@ -108,6 +67,10 @@ def read_env(run_dir: Path) -> dict[str, Any]:
         return json.loads((Path(run_dir) / ENV).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def write_env(run_dir: Path, env: dict[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / ENV, env)
 
 
 def is_complete(run_dir: Path) -> bool:
