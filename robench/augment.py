@@ -1,0 +1,71 @@
+"""Training augmentations applied to a whole batch at once, on the batch's device.
+
+Per-image transforms in a DataLoader would be the bottleneck for small images on a GPU, so a
+batch is cropped and flipped with one gather. All randomness comes from the `generator` the
+caller passes: with a generator restored from a checkpoint, a resumed run sees the same
+augmented batches as an uninterrupted one. Random numbers are drawn on the generator's
+device (a CPU generator may drive a CUDA batch) and then moved to the batch.
+
+Draw order per call, which a saved generator state depends on: crop offsets (N x 2 integers
+in [0, 2 * padding]), then, for "crop+flip", N flip decisions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robench.errors import UserError
+
+AUGMENTATIONS = ("crop+flip", "crop", "none")
+
+
+def check_augment(kind: str) -> str:
+    """`kind` if it names an augmentation; a user error listing the valid ones otherwise."""
+    if kind not in AUGMENTATIONS:
+        raise UserError(f"unknown augmentation {kind!r}; valid ones: {', '.join(AUGMENTATIONS)}.")
+    return kind
+
+
+def augment_batch(
+    x: torch.Tensor,
+    kind: str,
+    generator: torch.Generator | None = None,
+    padding: int | None = None,
+) -> torch.Tensor:
+    """`x` (N x C x H x W) randomly cropped from its zero-padded self and, for "crop+flip",
+    mirrored left-right, one independent draw per image. "none" returns `x` itself.
+
+    `padding` defaults to H // 8 (4 pixels for 32x32 images, the usual CIFAR recipe).
+    """
+    check_augment(kind)
+    if kind == "none":
+        return x
+    n, _, height, width = x.shape
+    pad = height // 8 if padding is None else padding
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise UserError(f"crop padding must be a whole number of pixels >= 0, got {padding!r}.")
+    source = generator.device if generator is not None else torch.device("cpu")
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=source)
+    flips = None
+    if kind == "crop+flip":
+        flips = torch.rand(n, generator=generator, device=source).lt(0.5).to(x.device)
+    return _crop(x, offsets.to(x.device) - pad, flips)
+
+
+def _crop(x: torch.Tensor, shift: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:
+    """out[n, :, i, j] = x[n, :, i + dy, j' + dx] with j' = W-1-j for flipped images, or 0
+    where that falls outside x (the zero padding), for shift[n] = (dy, dx).
+
+    Two gathers (rows, then columns) instead of a padded copy and a loop over images.
+    """
+    n, channels, height, width = x.shape
+    rows = torch.arange(height, device=x.device).expand(n, height) + shift[:, :1]
+    cols = torch.arange(width, device=x.device).expand(n, width)
+    if flips is not None:
+        cols = torch.where(flips[:, None], width - 1 - cols, cols)
+    cols = cols + shift[:, 1:]
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None]
+    rows = rows.clamp(0, height - 1)[:, None, :, None].expand(n, channels, height, width)
+    cols = cols.clamp(0, width - 1)[:, None, None, :].expand(n, channels, height, width)
+    out = x.gather(2, rows).gather(3, cols)
+    return torch.where(inside[:, None], out, torch.zeros((), dtype=x.dtype, device=x.device))
