@@ -18,7 +18,7 @@ import torch
 import torchvision.datasets
 from PIL import Image
 
-import robench.data as data
+import robench.data.cache as image_cache
 from robench.data import DatasetSplits, Split, load_dataset, to_float
 from robench.errors import UserError
 from robench.registry import DATASETS
@@ -371,7 +371,7 @@ def test_imagefolder_is_decoded_once_and_then_read_from_the_cache(
     def no_decoding(files):
         raise AssertionError("decoded again although the cache was valid")
 
-    monkeypatch.setattr(data, "_decode_all", no_decoding)
+    monkeypatch.setattr(image_cache, "decode_all", no_decoding)
     second = load_dataset(f"imagefolder:{root}")
     assert torch.equal(first.train.x, second.train.x) and torch.equal(first.test.y, second.test.y)
 
@@ -397,6 +397,18 @@ def test_a_damaged_cache_is_rebuilt(tmp_path, private_cache):
     with pytest.warns(UserWarning, match="unreadable cache"):
         ds = load_dataset(f"imagefolder:{root}")
     assert len(ds.train) + len(ds.val) == 40
+
+
+def test_the_image_cache_file_gets_ordinary_permissions(tmp_path, private_cache):
+    """Not a temp file's private 0600: a cache shared by a team must be readable per the umask."""
+    root = make_folder(tmp_path / "imgs")
+    old_umask = os.umask(0o022)
+    try:
+        load_dataset(f"imagefolder:{root}")
+    finally:
+        os.umask(old_umask)
+    (cache_file,) = private_cache.glob("*.safetensors")
+    assert cache_file.stat().st_mode & 0o777 == 0o644
 
 
 def test_imagefolder_resize_keeps_uint8(tmp_path):
@@ -545,7 +557,7 @@ def test_shared_cifar10_jpeg_copy_loads_as_an_image_folder(cifar10_jpeg, monkeyp
     assert torch.equal(torch.bincount(ds.test.y), torch.full((10,), 1000))
     assert ds.info.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=0.005)
 
-    monkeypatch.setattr(data, "_decode_all", None)  # the second load must not decode
+    monkeypatch.setattr(image_cache, "decode_all", None)  # the second load must not decode
     start = time.perf_counter()
     again = load_dataset(name)
     assert time.perf_counter() - start < 15
