@@ -262,7 +262,7 @@ def _print_summary(result) -> None:
                      highlight=False)
     table = Table(title=f"run {result.run_id}", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     table.add_row("directory", str(result.run_dir))
     table.add_row("dataset", f"{result.config.data.dataset} ({s['n_train']} train, "
                   f"{s['n_val']} val, {s['n_test']} test)")

@@ -335,11 +335,36 @@ def resolve(layers: list[dict[str, Any]]) -> TrainConfig:
         data = layer.get("data")
         if isinstance(data, dict) and isinstance(data.get("dataset"), str):
             dataset = data["dataset"]
-    merged = deep_merge(TrainConfig().to_dict(), dataset_defaults(dataset))
+    table = dataset_defaults(dataset)
+    merged = deep_merge(TrainConfig().to_dict(), table)
     for layer in layers:
         merged = deep_merge(merged, layer)
+    _scale_default_milestones(merged, table, layers)
     # Validate key names of every layer (merged dict would hide where a typo came from).
     return validate(build(TrainConfig, merged))
+
+
+def _given(layers: list[dict[str, Any]], section: str, key: str) -> bool:
+    return any(isinstance(layer.get(section), dict) and key in layer[section]
+               for layer in layers)
+
+
+def _scale_default_milestones(merged: dict[str, Any], table: dict[str, Any],
+                              layers: list[dict[str, Any]]) -> None:
+    """Move the dataset table's LR milestones with a user's `epochs`.
+
+    `--epochs 10` on CIFAR-10 should decay the LR at the same fractions of training as the
+    110-epoch recipe (100 and 105), not fail because 100 > 10. Milestones a user gives are
+    taken as they are.
+    """
+    optim = table.get("optim", {})
+    if "milestones" not in optim or _given(layers, "optim", "milestones"):
+        return
+    epochs = merged["optim"]["epochs"]
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs == optim["epochs"]:
+        return
+    scaled = {m * epochs // optim["epochs"] for m in optim["milestones"]}
+    merged["optim"]["milestones"] = sorted(m for m in scaled if 0 < m < epochs)
 
 
 def diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any, Any]]:

@@ -112,3 +112,13 @@ def test_diff_names_each_changed_key():
     a = C.resolve([])
     b = C.resolve([{"optim": {"epochs": 3}, "runtime": {"seed": 4}}])
     assert [k for k, _, _ in C.diff(a, b)] == ["optim.epochs", "runtime.seed"]
+
+
+def test_the_dataset_tables_milestones_move_with_a_users_epochs():
+    assert C.resolve([{"data": {"dataset": "cifar10"}, "optim": {"epochs": 22}}]
+                     ).optim.milestones == [20, 21]
+    assert C.resolve([{"data": {"dataset": "cifar10"}, "optim": {"epochs": 1}}]
+                     ).optim.milestones == []
+    given = C.resolve([{"data": {"dataset": "cifar10"},
+                        "optim": {"epochs": 50, "milestones": [10]}}])
+    assert given.optim.milestones == [10]
