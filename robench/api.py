@@ -21,7 +21,7 @@ from robench import runs
 from robench.config import TrainConfig
 from robench.data import DatasetSplits, load_dataset
 from robench.defenses import Defense, resolve_defense
-from robench.errors import UserError
+from robench.errors import Interrupted, UserError
 from robench.evaluation import accuracy
 from robench.models import create_model
 from robench.progress import EpochReporter
@@ -201,7 +201,10 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) ->
     except KeyboardInterrupt:
         env.update(status="interrupted", interrupted=_now())
         runs.write_env(run_dir, env)
-        raise
+        done = runs.read_metrics(run_dir)
+        after = f"after epoch {done[-1]['epoch']}" if done else "before the first epoch ended"
+        raise Interrupted(f"training interrupted {after}; continue it with: "
+                          f"robench train --resume {run_dir}") from None
     except BaseException as exc:
         env.update(status="failed", failed=_now(), error=f"{type(exc).__name__}: {exc}")
         runs.write_env(run_dir, env)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robench import __version__
-from robench.errors import UserError
+from robench.errors import Interrupted, UserError
 
 app = typer.Typer(
     name="robench",
@@ -80,10 +80,10 @@ def user_errors(fn):
             if debug:
                 raise
             _fail(str(exc), 2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if debug:
                 raise
-            _fail("interrupted.", 130)
+            _fail(exc.message if isinstance(exc, Interrupted) else "interrupted.", 130)
 
     return wrapper
 

@@ -8,3 +8,11 @@ Everything else is a bug and keeps its traceback.
 
 class UserError(Exception):
     """A mistake in the user's input, explained in one sentence that names the value."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by the user (Ctrl-C); says how to continue it."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

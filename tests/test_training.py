@@ -52,10 +52,6 @@ def test_the_saved_config_reproduces_the_run(tmp_path, tiny_layers):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-class Interrupt(Exception):
-    pass
-
-
 def interrupt_after(epoch):
     def callback(row):
         if row["epoch"] == epoch:
@@ -72,7 +68,7 @@ def test_an_interrupted_run_is_never_complete_and_resumes_to_identical_weights(t
                "runtime": {"device": "cpu", "deterministic": True}}]
     straight = train(layers, tmp_path / "straight")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="after epoch 1.*--resume"):
         train(layers, tmp_path / "cut", callbacks=[interrupt_after(1)])
     cut_dir = tmp_path / "cut" / straight.run_id
     assert not runs.is_complete(cut_dir)
