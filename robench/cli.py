@@ -348,3 +348,290 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     app()
+
+
+# ---------------------------------------------------------------------------------------
+# attack and eval
+
+
+class Norm(str, Enum):
+    linf = "Linf"
+    l2 = "L2"
+
+
+class Checkpoint(str, Enum):
+    final = "final"
+    best = "best"
+
+
+def _n_examples(text: str | None, default: int | None) -> int | None:
+    if text is None:
+        return default
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise UserError(f"--n-examples {text!r} must be a positive integer or 'all'.") from None
+    if n <= 0:
+        raise UserError(f"--n-examples {text!r} must be a positive integer or 'all'.")
+    return n
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise UserError(f"{flag} {text!r} must be comma-separated numbers, "
+                        f"e.g. 0.4914,0.4822,0.4465.") from None
+
+
+def _attack_params(attacks: list[str], sets: list[str] | None, steps: int | None,
+                   restarts: int | None) -> dict[str, dict[str, Any]]:
+    """Per-attack parameters from `--set name.param=value` and the shorthand flags."""
+    from robench.config import parse_set
+    from robench.registry import ATTACKS
+
+    params: dict[str, dict[str, Any]] = {}
+    for key, value in parse_set(sets or []).items():
+        if key not in attacks:
+            if key not in ATTACKS:
+                ATTACKS.entry(key)  # unknown name: the registry's did-you-mean error
+            raise UserError(f"--set {key}.… names attack {key!r}, which is not among the "
+                            f"attacks run ({', '.join(attacks)}).")
+        if not isinstance(value, dict):
+            raise UserError(f"--set {key}=… needs a parameter name: {key}.<param>=value.")
+        params[key] = value
+    for flag, name, value in (("--steps", "steps", steps), ("--restarts", "restarts", restarts)):
+        if value is None:
+            continue
+        takers = [a for a in attacks if name in _param_names(a)]
+        if not takers:
+            raise UserError(f"{flag} applies to none of the attacks run "
+                            f"({', '.join(attacks)}).")
+        for a in takers:
+            params.setdefault(a, {}).setdefault(name, value)
+    return params
+
+
+def _param_names(attack: str) -> set[str]:
+    import dataclasses
+
+    from robench.registry import ATTACKS
+
+    return {f.name for f in dataclasses.fields(ATTACKS.get(attack).params_cls)}
+
+
+def _target(run, model, weights, dataset, data_dir, image_size, mean, std, out, name,
+            checkpoint):
+    from robench import targets
+
+    if run is not None and model is not None:
+        raise UserError("give either a run directory or --model, not both.")
+    if run is not None:
+        for flag, value in (("--weights", weights), ("--dataset", dataset), ("--mean", mean),
+                            ("--std", std), ("--out", out)):
+            if value is not None:
+                raise UserError(f"{flag} goes with --model; a run directory brings its own.")
+        return targets.from_run(run, checkpoint.value if checkpoint else "final")
+    if model is None:
+        raise UserError("give a run directory (e.g. runs/<run-id>) or --model file.py:factory.")
+    if dataset is None:
+        raise UserError("--model needs --dataset, e.g. --dataset cifar10.")
+    return targets.from_external(model, weights=weights, dataset=dataset, data_dir=data_dir,
+                                 image_size=image_size, mean=_floats(mean, "--mean"),
+                                 std=_floats(std, "--std"), out=out, name=name)
+
+
+_RUN_ARG = typer.Argument(None, help="A run directory, e.g. runs/<run-id>.", show_default=False)
+_MODEL_OPT = typer.Option(None, "--model", help="Your own model: path/to/file.py:factory.",
+                          rich_help_panel="Your own model")
+_WEIGHTS_OPT = typer.Option(None, "--weights", help="State dict for --model: .safetensors or "
+                            ".pt (loaded with weights_only=True).",
+                            rich_help_panel="Your own model")
+_DATASET_OPT = typer.Option(None, "--dataset", "-d", help="Dataset for --model.",
+                            rich_help_panel="Your own model")
+_DATA_DIR_OPT = typer.Option(None, "--data-dir", rich_help_panel="Your own model")
+_IMAGE_SIZE_OPT = typer.Option(None, "--image-size", rich_help_panel="Your own model")
+_MEAN_OPT = typer.Option(None, "--mean", help="Per-channel mean if your model expects "
+                         "normalised input, e.g. 0.4914,0.4822,0.4465.",
+                         rich_help_panel="Your own model")
+_STD_OPT = typer.Option(None, "--std", help="Per-channel std, with --mean.",
+                        rich_help_panel="Your own model")
+_NAME_OPT = typer.Option(None, "--name", help="Name for --model in records.",
+                         rich_help_panel="Your own model")
+_CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="Which weights of a run: final "
+                               "(model.safetensors) or best (chosen on validation). "
+                               "\\[default: final]")
+
+EVAL_HELP = """Clean and robust accuracy under a sequence of attacks: one record per eps.
+
+Clean predictions first, then each attack in order on the points still correct
+(AutoAttack's protocol): robust accuracy is the per-point worst case. Records go to
+<run>/evals/<key>.json; an evaluation already recorded is shown, not repeated (--force).
+
+Examples:
+
+  robench eval runs/<run-id>                            # AutoAttack, the dataset's eps
+
+  robench eval runs/<run-id> --attack pgd --attack autoattack --eps 8/255
+
+  robench eval runs/<run-id> -A pgd --steps 50 --restarts 5 --eps 2/255,4/255,8/255
+
+  robench eval --model mine.py:build --weights w.safetensors --dataset cifar10
+"""
+
+
+@app.command("eval", help=EVAL_HELP)
+@user_errors
+def eval_(
+    ctx: typer.Context,
+    run: Path = _RUN_ARG,
+    attack: list[str] = typer.Option(None, "--attack", "-A", help="Attack to run, in order "
+                                     "(repeatable; robench list attacks). \\[default: "
+                                     "autoattack]"),
+    eps: list[str] = typer.Option(None, "--eps", help="Budget(s), e.g. 8/255 or 2/255,8/255 "
+                                  "(one record each). \\[default: per dataset]"),
+    norm: Norm = typer.Option(Norm.linf, "--norm"),
+    n_examples: str = typer.Option(None, "--n-examples", "-n", help="Test points: the first "
+                                   "N, or a stratified sample for class-ordered data; 'all'. "
+                                   "\\[default: 1000]"),
+    batch_size: int = typer.Option(500, "--batch-size", "-b"),
+    seed: int = typer.Option(0, "--seed"),
+    set_: list[str] = typer.Option(None, "--set", help="Attack parameter: attack.param=value, "
+                                   "e.g. pgd.loss=dlr (repeatable)."),
+    steps: int = typer.Option(None, "--steps", help="Steps of every attack that has them."),
+    restarts: int = typer.Option(None, "--restarts", help="Restarts of every attack that has "
+                                 "them."),
+    checkpoint: Checkpoint = _CHECKPOINT_OPT,
+    precision: Precision = typer.Option(Precision.fp32, "--precision"),
+    device: str = typer.Option("auto", "--device"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted evaluation."),
+    force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    model: str = _MODEL_OPT, weights: Path = _WEIGHTS_OPT, dataset: str = _DATASET_OPT,
+    data_dir: str = _DATA_DIR_OPT, image_size: int = _IMAGE_SIZE_OPT, mean: str = _MEAN_OPT,
+    std: str = _STD_OPT,
+    out: Path = typer.Option(None, "--out", "-o", help="Records directory for --model. "
+                             "\\[default: runs/external-<name>/evals]",
+                             rich_help_panel="Your own model"),
+    name: str = _NAME_OPT,
+) -> None:
+    from robench import api
+    from robench.config import EvalConfig
+    from robench.registry import load_all
+
+    load_all()
+    attacks = attack or ["autoattack"]
+    cfg = EvalConfig(attacks=attacks, params=_attack_params(attacks, set_, steps, restarts),
+                     norm=norm.value, eps=eps or [], n_examples=_n_examples(n_examples, 1000),
+                     batch_size=batch_size, seed=seed, precision=precision.value, device=device,
+                     checkpoint=(checkpoint.value if checkpoint else "final"))
+    cfg.validate()
+    target = _target(run, model, weights, dataset, data_dir, image_size, mean, std, out, name,
+                     checkpoint)
+    outcomes = api.evaluate(target, cfg, quiet=quiet, resume=resume, force=force)
+    if as_json:
+        sys.stdout.write(json.dumps([o.record.to_dict() for o in outcomes], indent=2) + "\n")
+        return
+    _print_eval(target.label, outcomes)
+
+
+def _print_eval(label: str, outcomes) -> None:
+    first = outcomes[0].record
+    table = Table(title=f"{label}: {first.dataset}, {first.norm}, "
+                        f"{first.selection.n_examples} points ({first.selection.method})",
+                  title_justify="left")
+    table.add_column("eps", justify="right")
+    table.add_column("clean", justify="right")
+    for step in first.per_attack:
+        table.add_column(f"after {step.name}", justify="right")
+    table.add_column("robust [95% CI]", justify="right", style="bold")
+    table.add_column("seconds", justify="right")
+    table.add_column("flags")
+    for o in outcomes:
+        r = o.record
+        lo, hi = r.robust_ci95
+        table.add_row(r.eps_text, f"{r.clean_acc:.2%}",
+                      *[f"{s.robust_acc_after:.2%}" for s in r.per_attack],
+                      f"{r.robust_acc:.2%} [{lo:.1%}, {hi:.1%}]",
+                      f"{r.seconds:.1f}" + (" (recorded)" if o.reused else ""),
+                      ", ".join(r.flags) or "-")
+    stdout.print(table)
+    for o in outcomes:
+        for note in o.record.notes:
+            stderr.print(f"note: {note}", highlight=False)
+        stderr.print(f"record: {o.path}", highlight=False)
+
+
+ATTACK_HELP = """Craft adversarial examples for N test points and save them.
+
+Saves x_adv, labels, clean and adversarial predictions to <run>/adv/<key>.safetensors,
+prints the success rate and the size of the perturbations, and checks that every example
+lies in the eps-ball and in [0, 1].
+
+Examples:
+
+  robench attack runs/<run-id> --attack pgd --eps 8/255 --steps 20
+
+  robench attack runs/<run-id> --attack fgsm --norm L2 --eps 0.5 -n 500
+
+  robench attack --model mine.py:build --weights w.pt --dataset cifar10 --attack apgd-ce
+"""
+
+
+@app.command("attack", help=ATTACK_HELP)
+@user_errors
+def attack_(
+    ctx: typer.Context,
+    run: Path = _RUN_ARG,
+    attack: str = typer.Option("pgd", "--attack", "-A", help="robench list attacks."),
+    eps: str = typer.Option(None, "--eps", help="Budget, e.g. 8/255. \\[default: per "
+                            "dataset]"),
+    norm: Norm = typer.Option(Norm.linf, "--norm"),
+    n_examples: str = typer.Option(None, "--n-examples", "-n", help="Test points, or 'all'. "
+                                   "\\[default: 100]"),
+    batch_size: int = typer.Option(500, "--batch-size", "-b"),
+    seed: int = typer.Option(0, "--seed"),
+    set_: list[str] = typer.Option(None, "--set", help="Attack parameter: attack.param=value."),
+    steps: int = typer.Option(None, "--steps"),
+    restarts: int = typer.Option(None, "--restarts"),
+    checkpoint: Checkpoint = _CHECKPOINT_OPT,
+    precision: Precision = typer.Option(Precision.fp32, "--precision"),
+    device: str = typer.Option("auto", "--device"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    model: str = _MODEL_OPT, weights: Path = _WEIGHTS_OPT, dataset: str = _DATASET_OPT,
+    data_dir: str = _DATA_DIR_OPT, image_size: int = _IMAGE_SIZE_OPT, mean: str = _MEAN_OPT,
+    std: str = _STD_OPT,
+    out: Path = typer.Option(None, "--out", "-o", help="Records directory for --model; "
+                             "examples go to its sibling adv/.", rich_help_panel="Your own model"),
+    name: str = _NAME_OPT,
+) -> None:
+    from robench import api
+    from robench.registry import load_all
+
+    load_all()
+    params = _attack_params([attack], set_, steps, restarts).get(attack)
+    if batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {batch_size}.")
+    target = _target(run, model, weights, dataset, data_dir, image_size, mean, std, out, name,
+                     checkpoint)
+    o = api.craft(target, attack, params=params, norm=norm.value, eps=eps,
+                  n_examples=_n_examples(n_examples, 100), batch_size=batch_size, seed=seed,
+                  device=device, precision=precision.value, quiet=quiet)
+    table = Table(title=f"{attack} on {target.label}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("points", f"{o.n} ({o.clean_correct} classified correctly)")
+    table.add_row("success rate", f"{o.success_rate:.2%} of the correctly classified points")
+    table.add_row("Linf size", f"mean {o.linf_mean:.4f}, max {o.linf_max:.4f}")
+    table.add_row("L2 size", f"mean {o.l2_mean:.4f}, max {o.l2_max:.4f}")
+    ok = o.in_ball and o.in_range
+    table.add_row("check", ("every example lies in the " if ok else "[red]NOT all examples "
+                            "lie in the ") + f"{norm.value} ball of radius {o.attack['eps']:g} "
+                  "and in [0, 1]")
+    table.add_row("saved", str(o.path))
+    stdout.print(table)

@@ -380,3 +380,33 @@ def diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any, Any]]:
 
     walk(a.to_dict(), b.to_dict(), "")
     return out
+
+
+@dataclass
+class EvalConfig:
+    """An evaluation protocol: attacks in order, threat model, points, and runtime."""
+
+    attacks: list[str] = field(default_factory=lambda: ["autoattack"])
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per attack name
+    norm: str = "Linf"
+    eps: list[str] = field(default_factory=list)  # empty: the dataset's standard eps
+    n_examples: int | None = 1000  # None: the whole test split
+    batch_size: int = 500
+    seed: int = 0
+    precision: str = "fp32"
+    device: str = "auto"
+    checkpoint: str = "final"
+
+    def validate(self) -> EvalConfig:
+        _require(bool(self.attacks), "give at least one --attack, e.g. --attack autoattack.")
+        _require(self.n_examples is None or self.n_examples > 0,
+                 f"--n-examples must be a positive integer, got {self.n_examples}.")
+        _require(self.batch_size > 0,
+                 f"--batch-size must be a positive integer, got {self.batch_size}.")
+        _require(self.precision in PRECISIONS,
+                 f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}.")
+        stray = sorted(set(self.params) - set(self.attacks))
+        _require(not stray, f"parameters were given for attack {stray[0]!r}, which is not "
+                            f"among the attacks run ({', '.join(self.attacks)})."
+                 if stray else "")
+        return self

@@ -1,10 +1,23 @@
-"""Measuring a model on a data split."""
+"""Measuring a model: clean accuracy, and robust accuracy under a sequence of attacks.
+
+The protocol is AutoAttack's: clean predictions first; then each attack in order runs only on
+the points every earlier attack failed to break, so robust accuracy is the per-point worst
+case over the whole set (a point counts as robust only if every attack fails on it), never an
+average over attacks. The model is evaluated in eval mode and handed back unchanged.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 
+from robench.attacks import Attack
 from robench.data import Split, to_float
+from robench.progress import Counter
 from robench.runtime import autocast, evaluating
 
 
@@ -28,3 +41,118 @@ def accuracy(model: torch.nn.Module, split: Split, **kwargs) -> float | None:
     if len(split) == 0:
         return None
     return (predict(model, split, **kwargs) == split.y.cpu()).float().mean().item()
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing the points
+
+
+def select_points(split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, str]:
+    """Indices of the points to evaluate and how they were chosen.
+
+    RobustBench's convention is the first N test points, which is a fair sample only when the
+    split is stored in random order. A split stored class by class (image folders) would give
+    N points of the first classes, so it gets a seeded sample with classes in proportion.
+    """
+    total = len(split)
+    n = total if n is None else n
+    y = split.y.cpu()
+    if n == total or not bool((y[1:] >= y[:-1]).all()):
+        return torch.arange(n), "first"
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(total, generator=gen)
+    # Interleave classes in the seeded order, so any prefix holds them in proportion.
+    ranks = torch.empty(total)
+    for cls in y.unique():
+        members = order[y[order] == cls]
+        ranks[members] = (torch.arange(len(members), dtype=torch.float) + 0.5) / len(members)
+    chosen = order[torch.argsort(ranks[order], stable=True)[:n]]
+    return chosen.sort().values, "stratified"
+
+
+# ---------------------------------------------------------------------------------------
+# Soundness checks
+
+
+@torch.no_grad()
+def is_stochastic(model: torch.nn.Module, x: torch.Tensor) -> bool:
+    """Two forward passes of the same batch in eval mode differ: the model is randomised.
+
+    Such a model needs attacks that average gradients over draws (EOT) and AutoAttack's
+    'rand' version; evaluated as a deterministic model it looks more robust than it is.
+    """
+    with evaluating(model):
+        return not torch.equal(model(x), model(x))
+
+
+# ---------------------------------------------------------------------------------------
+# The sequence of attacks
+
+
+@dataclass
+class StepResult:
+    name: str
+    params: dict[str, Any]
+    robust_acc_after: float
+    broken: int
+    attacked: int
+    seconds: float
+
+
+@dataclass
+class ProtocolState:
+    """What a finished prefix of the attack sequence leaves: enough to resume after it."""
+
+    clean_correct: torch.Tensor  # bool, per point
+    robust: torch.Tensor  # bool, per point
+    steps: list[StepResult] = field(default_factory=list)
+    clean_seconds: float = 0.0
+
+
+def clean_state(model, x, y, *, device, batch_size, precision) -> ProtocolState:
+    t0 = time.perf_counter()
+    preds = predict(model, Split(x, y), device=device, batch_size=batch_size,
+                    precision=precision)
+    correct = preds == y.cpu()
+    return ProtocolState(clean_correct=correct, robust=correct.clone(),
+                         clean_seconds=time.perf_counter() - t0)
+
+
+def run_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                attacks: Sequence[Attack], state: ProtocolState, *, device: torch.device,
+                batch_size: int, precision: str = "fp32", counter: Counter | None = None,
+                on_step: Callable[[ProtocolState], None] | None = None) -> ProtocolState:
+    """Run `attacks` in order on the points still robust; skip those already in `state`."""
+    counter = counter or Counter(quiet=True)
+    n = len(y)
+    for attack in attacks[len(state.steps):]:
+        idx = state.robust.nonzero().flatten()
+        t0 = time.perf_counter()
+        task = counter.task(attack.name, len(idx))
+        still = torch.zeros(len(idx), dtype=torch.bool)
+        chunk = len(idx) if getattr(attack, "batches_itself", False) else batch_size
+        for start in range(0, len(idx), max(chunk, 1)):
+            sel = idx[start:start + chunk]
+            xb = to_float(x[sel].to(device))
+            yb = y[sel].to(device)
+            with autocast(device, precision):
+                x_adv = attack(model, xb, yb)
+            still[start:start + len(sel)] = _correct(model, x_adv, yb, device, precision)
+            counter.advance(task, len(sel))
+        state.robust[idx[~still]] = False
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        state.steps.append(StepResult(
+            name=attack.name, params=attack.describe(),
+            robust_acc_after=state.robust.sum().item() / n, broken=int((~still).sum()),
+            attacked=len(idx), seconds=time.perf_counter() - t0,
+        ))
+        if on_step is not None:
+            on_step(state)
+    return state
+
+
+@torch.no_grad()
+def _correct(model, x_adv, y, device, precision) -> torch.Tensor:
+    with evaluating(model), autocast(device, precision):
+        return (model(x_adv).argmax(1) == y).cpu()

@@ -83,3 +83,39 @@ def format_epoch(row: dict[str, Any], total: int) -> str:
         parts.append(f"val acc {row['val_acc']:.2%}")
     parts.append(f"{row['seconds']:.1f}s ({row['images_per_s']:.0f} img/s)")
     return "  ".join(parts)
+
+
+class Counter:
+    """A bar over a count of items (points attacked), quiet off-terminal or when asked."""
+
+    def __init__(self, *, quiet: bool = False, console: Console | None = None):
+        self.console = console or stderr_console()
+        self.quiet = quiet
+        self._bar: Progress | None = None
+        if not quiet and self.console.is_terminal:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+                transient=True,
+            )
+
+    def __enter__(self) -> Counter:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def task(self, description: str, total: int) -> Any:
+        return self._bar.add_task(description, total=total) if self._bar is not None else None
+
+    def advance(self, task: Any, n: int) -> None:
+        if self._bar is not None and task is not None:
+            self._bar.update(task, advance=n)
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            (self._bar.console if self._bar is not None else self.console).print(
+                text, highlight=False)

@@ -15,3 +15,13 @@ def tiny_layers():
         "optim": {"epochs": 2, "batch_size": 64},
         "runtime": {"device": "cpu"},
     }]
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A normally trained digits CNN run directory (trained once per test session)."""
+    from robench import api
+
+    out = tmp_path_factory.mktemp("runs")
+    cfg, _ = api.resolve_config([{"optim": {"epochs": 12}, "runtime": {"device": "cpu"}}])
+    return api.train(cfg, out=out, quiet=True).run_dir

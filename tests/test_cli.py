@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import one_line_error
 from typer.testing import CliRunner
 
 from robench.cli import app
@@ -50,15 +51,6 @@ def test_list_accepts_the_singular_and_refuses_an_unknown_kind():
     result = invoke("list", "modles")
     assert result.exit_code == 2
     assert "unknown kind 'modles'" in result.output
-
-
-def one_line_error(result):
-    """A user error: exit code 2, one line on stderr, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("args, fragment", [

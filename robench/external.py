@@ -1,0 +1,154 @@
+"""A user's own model: a Python factory plus a state dict, evaluated like any robench run.
+
+`--model path/to/file.py:factory` imports the file and calls `factory()` for an nn.Module;
+`--weights` loads a state dict from safetensors, or from a `.pt` file with
+`torch.load(weights_only=True)`, which refuses pickles that carry code. A model that expects
+normalised input gets robench's Normalize layer in front (`--mean/--std`), so attacks still
+work on [0, 1] images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import pickle
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from robench.errors import UserError
+from robench.models.layers import Classifier, Normalize
+
+
+@dataclass
+class ExternalModel:
+    model: nn.Module
+    name: str
+    file: str
+    factory: str
+    weights: str | None
+    weights_sha256: str | None
+
+
+def parse_spec(spec: str) -> tuple[Path, str]:
+    path, sep, factory = spec.rpartition(":")
+    if not sep or not path or not factory.isidentifier():
+        raise UserError(f"--model {spec!r} must be of the form path/to/file.py:factory, "
+                        f"e.g. models/mine.py:build.")
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"model file {path!r} does not exist.")
+    return file, factory
+
+
+def _import(file: Path):
+    name = "robench_user_" + re.sub(r"\W", "_", file.stem)
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise UserError(f"model file {str(file)!r} cannot be imported as Python.")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: any failure is theirs to see, in one line
+        raise UserError(f"importing model file {str(file)!r} failed: "
+                        f"{type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(str(file.parent.resolve()))
+    return module
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UserError(f"weights file {str(path)!r} does not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"weights file {str(path)!r} is not a valid safetensors file "
+                            f"({exc}).") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"weights file {str(path)!r} was refused: it is not a plain state dict "
+                        f"loadable with weights_only=True ({first[:160]}).") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise UserError(f"weights file {str(path)!r} does not hold a state dict of tensors.")
+    return state
+
+
+def load_external_model(spec: str, *, weights: str | Path | None,
+                        mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+                        name: str | None = None) -> ExternalModel:
+    file, factory_name = parse_spec(spec)
+    module = _import(file)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UserError(f"model file {str(file)!r} has no callable {factory_name!r}.")
+    try:
+        net = factory()
+    except Exception as exc:
+        raise UserError(f"{spec} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(net, nn.Module):
+        raise UserError(f"{spec} returned a {type(net).__name__}, not a torch.nn.Module.")
+    digest = None
+    if weights is not None:
+        path = Path(weights)
+        state = load_state_dict(path)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise UserError(f"weights {str(path)!r} do not fit the model from {spec}: "
+                            f"{detail}") from None
+        digest = sha256(path)
+    if (mean is None) != (std is None):
+        raise UserError("--mean and --std go together; give both or neither.")
+    model: nn.Module = net
+    if mean is not None:
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise UserError(f"--mean {list(mean)} and --std {list(std)} need one value per "
+                            f"channel each, with std > 0.")
+        model = Classifier(Normalize(mean, std), net)
+    return ExternalModel(model=model.eval(), name=name or f"{file.stem}-{factory_name}",
+                         file=str(file), factory=factory_name,
+                         weights=None if weights is None else str(weights),
+                         weights_sha256=digest)
+
+
+@torch.no_grad()
+def check_output_shape(model: nn.Module, x: torch.Tensor, num_classes: int, spec: str) -> None:
+    """A model must map a batch of images to one logit per class."""
+    was = model.training
+    model.eval()
+    try:
+        out = model(x)
+    except Exception as exc:
+        raise UserError(f"the model from {spec} fails on a batch of shape {tuple(x.shape)}: "
+                        f"{type(exc).__name__}: {exc}") from None
+    finally:
+        model.train(was)
+    want = (x.shape[0], num_classes)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"the model from {spec} returns {got} for {x.shape[0]} images; "
+                        f"expected logits of shape {want}.")

@@ -1,0 +1,73 @@
+"""What an evaluation is run on: a robench run, or a user's own model and a dataset.
+
+Either way the result is the same bundle (a model taking [0, 1] images, the test split, and
+where its records go), so `attack` and `eval` need not know where a model came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from robench import runs
+from robench.data import DatasetInfo, Split, load_dataset, to_float
+from robench.errors import UserError
+from robench.external import check_output_shape, load_external_model, sha256
+from robench.records import EVALS, ModelSource
+
+
+@dataclass
+class Target:
+    model: torch.nn.Module
+    info: DatasetInfo
+    test: Split
+    source: ModelSource
+    evals_dir: Path  # where records go
+    label: str  # the name shown in tables
+
+    @property
+    def adv_dir(self) -> Path:
+        """Adversarial examples from `robench attack` go beside the records."""
+        return self.evals_dir.parent / "adv"
+
+
+CHECKPOINTS = {"final": runs.MODEL, "best": "best.safetensors"}
+
+
+def from_run(run_dir: str | Path, checkpoint: str = "final") -> Target:
+    from robench.api import build_parts, resolve_config  # api imports this module
+    from robench.config import load_yaml
+
+    run_dir = runs.require_run(Path(run_dir))
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"checkpoint {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}.")
+    weights = run_dir / CHECKPOINTS[checkpoint]
+    if not weights.is_file():
+        raise UserError(f"run {str(run_dir)!r} has no {weights.name}; it has not finished "
+                        f"training (continue it with: robench train --resume {run_dir}).")
+    cfg, defense = resolve_config([load_yaml(run_dir / runs.CONFIG)])
+    splits, model = build_parts(cfg, defense)
+    runs.load_weights(model, weights)
+    source = ModelSource(kind="run", run_id=run_dir.name, checkpoint=weights.name,
+                         weights_sha256=sha256(weights), arch=cfg.model.arch,
+                         defense=cfg.defense)
+    return Target(model=model.eval(), info=splits.info, test=splits.test, source=source,
+                  evals_dir=run_dir / EVALS, label=run_dir.name)
+
+
+def from_external(spec: str, *, weights: str | Path | None, dataset: str,
+                  data_dir: str | None = None, image_size: int | None = None,
+                  mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                  out: str | Path | None = None, name: str | None = None) -> Target:
+    splits = load_dataset(dataset, data_dir=data_dir, image_size=image_size)
+    ext = load_external_model(spec, weights=weights, mean=mean, std=std, name=name)
+    check_output_shape(ext.model, to_float(splits.test.x[:2]), splits.info.num_classes, spec)
+    source = ModelSource(kind="external", file=ext.file, factory=ext.factory,
+                         checkpoint=ext.weights, weights_sha256=ext.weights_sha256,
+                         arch=ext.name, defense="external")
+    label = f"external-{ext.name}"
+    evals_dir = Path(out) if out is not None else Path("runs") / label / EVALS
+    return Target(model=ext.model, info=splits.info, test=splits.test, source=source,
+                  evals_dir=evals_dir, label=label)

@@ -1,0 +1,185 @@
+"""The evaluation protocol: per-point worst case, point selection, records, soundness."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from robench import api, records
+from robench.attacks import Attack, ThreatModel
+from robench.config import EvalConfig
+from robench.data import Split
+from robench.errors import UserError
+from robench.evaluation import clean_state, is_stochastic, run_attacks, select_points
+from robench.records import wilson_interval
+from robench.targets import from_run
+
+K = 3  # classes of the toy problem
+
+
+class Toy(nn.Module):
+    """Logits are the first K features; the last feature carries the point's id."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :K] * 10
+
+
+def toy_points(n=10):
+    x = torch.zeros(n, 1, 1, K + 1)
+    y = torch.arange(n) % K
+    x[torch.arange(n), 0, 0, y] = 0.6
+    x[torch.arange(n), 0, 0, (y + 1) % K] = 0.5
+    x[:, 0, 0, K] = torch.arange(n) / 100
+    return x, y
+
+
+class Breaks(Attack):
+    """Moves the listed points across the decision boundary (by 0.2) and leaves the rest."""
+
+    name = "breaks"
+
+    def __init__(self, ids, log):
+        super().__init__(ThreatModel("Linf", 0.2))
+        self.ids, self.log = ids, log
+
+    def run(self, model, x, y):
+        ids = torch.round(x[:, 0, 0, K] * 100).long()
+        self.log.extend(ids.tolist())
+        x_adv = x.clone()
+        hit = torch.isin(ids, torch.tensor(self.ids))
+        x_adv[hit, 0, 0, y[hit]] -= 0.2
+        x_adv[hit, 0, 0, (y[hit] + 1) % K] += 0.2
+        return x_adv
+
+
+def test_robust_accuracy_is_the_per_point_worst_case_and_later_attacks_see_only_robust_points():
+    x, y = toy_points(10)
+    model = Toy()
+    state = clean_state(model, x, y, device=torch.device("cpu"), batch_size=4, precision="fp32")
+    assert state.clean_correct.all()
+    seen_a, seen_b = [], []
+    run_attacks(model, x, y, [Breaks([0, 1], seen_a), Breaks([1, 2], seen_b)], state,
+                device=torch.device("cpu"), batch_size=4)
+    assert sorted(seen_a) == list(range(10))
+    assert sorted(seen_b) == list(range(2, 10))  # 0 and 1 were already broken
+    assert state.robust.tolist() == [False] * 3 + [True] * 7
+    assert [s.broken for s in state.steps] == [2, 1]
+    assert [s.robust_acc_after for s in state.steps] == [0.8, 0.7]
+
+
+def test_an_attack_that_leaves_the_eps_ball_is_an_error_not_a_result():
+    class Cheat(Attack):
+        name = "cheat"
+
+        def run(self, model, x, y):
+            return (x + 0.5).clamp(0, 1)
+
+    x, y = toy_points(4)
+    with pytest.raises(RuntimeError, match="ball"):
+        Cheat(ThreatModel("Linf", 0.2))(Toy(), x, y)
+
+
+def test_first_n_points_for_shuffled_data_and_a_stratified_sample_for_class_ordered_data():
+    shuffled = Split(torch.zeros(12, 1, 1, 1), torch.tensor([2, 0, 1] * 4))
+    idx, method = select_points(shuffled, 5, seed=0)
+    assert method == "first" and idx.tolist() == [0, 1, 2, 3, 4]
+    ordered = Split(torch.zeros(30, 1, 1, 1), torch.arange(3).repeat_interleave(10))
+    idx, method = select_points(ordered, 6, seed=0)
+    assert method == "stratified"
+    assert torch.bincount(ordered.y[idx], minlength=3).tolist() == [2, 2, 2]
+    assert select_points(ordered, 6, seed=0)[0].tolist() == idx.tolist()
+    assert select_points(ordered, 6, seed=1)[0].tolist() != idx.tolist()
+
+
+def test_wilson_interval_matches_published_values():
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+
+
+class Noisy(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x + 0.05 * torch.randn_like(x))
+
+
+def test_a_randomised_model_is_detected():
+    x, _ = toy_points(4)
+    assert not is_stochastic(Toy(), x)
+    assert is_stochastic(Noisy(Toy()), x)
+
+
+def evaluate(target, **kwargs):
+    cfg = EvalConfig(**{"attacks": ["pgd"], "n_examples": 60, "device": "cpu", **kwargs})
+    return api.evaluate(target, cfg, quiet=True)
+
+
+def test_eval_of_a_run_writes_a_valid_record_with_every_protocol_parameter(digits_run):
+    target = from_run(digits_run)
+    (outcome,) = evaluate(target, attacks=["gaussian", "pgd"], eps=["0.2"])
+    data = json.loads(outcome.path.read_text())
+    assert outcome.path.parent == digits_run / "evals"
+    rec = records.validate(data)
+    assert rec.eps == 0.2 and rec.norm == "Linf" and rec.attacks == ["gaussian", "pgd"]
+    assert rec.selection.n_examples == 60 and rec.selection.method == "first"
+    assert rec.per_attack[1].params["steps"] == 20
+    assert rec.model.run_id == digits_run.name and len(rec.model.weights_sha256) == 64
+    assert rec.clean_acc >= 0.9
+    assert rec.robust_acc <= 0.1  # a normally trained CNN at eps 0.2
+    assert rec.robust_ci95[0] <= rec.robust_acc <= rec.robust_ci95[1]
+    assert rec.robust_acc == rec.per_attack[-1].robust_acc_after
+    assert not rec.flags
+
+
+def test_one_record_per_eps_and_a_recorded_protocol_is_not_repeated(digits_run):
+    target = from_run(digits_run)
+    outcomes = evaluate(target, eps=["0.05,0.1", "0.2"], attacks=["fgsm"])
+    assert [o.record.eps for o in outcomes] == [0.05, 0.1, 0.2]
+    accs = [o.record.robust_acc for o in outcomes]
+    assert accs == sorted(accs, reverse=True)
+    again = evaluate(target, eps=["0.1"], attacks=["fgsm"])
+    assert again[0].reused and again[0].path == outcomes[1].path
+
+
+def test_evaluation_leaves_parameters_buffers_and_mode_as_they_were(digits_run):
+    target = from_run(digits_run)
+    target.model.train()
+    before = {k: v.clone() for k, v in target.model.state_dict().items()}
+    evaluate(target, attacks=["fgsm", "pgd"], eps=["0.15"], n_examples=20)
+    assert target.model.training
+    after = target.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in target.model.parameters())
+
+
+def test_a_randomised_model_is_flagged_and_attacked_with_eot(digits_run):
+    target = from_run(digits_run)
+    target.model = Noisy(target.model)
+    (outcome,) = evaluate(target, eps=["0.2"], n_examples=20)
+    rec = outcome.record
+    assert "stochastic-model" in rec.flags
+    assert rec.per_attack[0].params["eot_iter"] == 20
+    assert any("EOT" in note for note in rec.notes)
+
+
+def test_more_examples_than_the_test_split_is_refused_before_any_work(digits_run):
+    target = from_run(digits_run)
+    with pytest.raises(UserError, match="361.*360"):
+        evaluate(target, n_examples=361)
+
+
+def test_records_of_another_schema_version_or_impossible_numbers_are_refused(digits_run):
+    target = from_run(digits_run)
+    (outcome,) = evaluate(target, attacks=["fgsm"], eps=["0.1"], n_examples=20)
+    data = json.loads(outcome.path.read_text())
+    with pytest.raises(UserError, match="schema version"):
+        records.validate({**data, "schema_version": 99})
+    with pytest.raises(UserError, match="exceeds clean"):
+        records.validate({**data, "robust_acc": 1.0, "clean_acc": 0.5})
+    with pytest.raises(UserError, match="'eps'"):
+        records.validate({**data, "eps": "8/255"})
