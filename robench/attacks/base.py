@@ -119,6 +119,9 @@ class Attack:
         raise NotImplementedError
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point() or x.min() < 0 or x.max() > 1:
+            raise ValueError(f"{self.name} needs float images in [0, 1] (a uint8 batch must go "
+                             f"through robench.data.to_float first)")
         with attack_mode(model):
             x_adv = self.run(model, x, y).detach()
         check_valid(x, x_adv, self.threat, self.name)

@@ -1,0 +1,490 @@
+"""Gradient attacks (fgsm, pgd, cw), the gaussian-noise baseline and the attack losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robench.attacks import attack_mode, create_attack
+from robench.attacks.losses import ce, cw_margin, dlr
+from robench.data import load_dataset
+from robench.errors import UserError
+from robench.models import create_model
+
+ATTACKS = ("fgsm", "pgd", "cw", "gaussian")
+NORMS = ("Linf", "L2")
+EPS = {"Linf": 0.2, "L2": 1.0}
+
+
+# ------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: at these sizes a second thread mostly spins, and on a shared
+    2-core runner two spinning threads per process made this file several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _cnn(digits) -> nn.Module:
+    info = digits.info
+    return create_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=info.mean,
+                        std=info.std)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A cnn trained for 15 epochs on digits (about 1.5 s on 2 cores), in eval mode."""
+    torch.manual_seed(0)
+    model = _cnn(digits)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x, y = digits.train.x, digits.train.y
+    order = torch.Generator().manual_seed(0)
+    for _ in range(15):
+        perm = torch.randperm(len(y), generator=order)
+        for i in range(0, len(y), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    return model
+
+
+@pytest.fixture(scope="module")
+def test_points(digits):
+    """The first 200 test points (the RobustBench convention: first N in dataset order)."""
+    return digits.test.x[:200], digits.test.y[:200]
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def attacked_accuracy(model, x, y, name, *, norm="Linf", eps=0.2, seed=0, **params):
+    x_adv = create_attack(name, norm=norm, eps=eps, seed=seed, params=params)(model, x, y)
+    return accuracy(model, x_adv, y)
+
+
+# ------------------------------------------------------------------------------------------
+# PGD against a plain reference
+
+
+def reference_pgd(model, x, y, x_start, *, norm, eps, alpha, steps):
+    """Textbook PGD with CE (Madry et al.), written independently of robench."""
+    x_adv = x_start.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x_adv)
+        with torch.no_grad():
+            if norm == "Linf":
+                x_adv = x_adv + alpha * g.sign()
+                delta = torch.clamp(x_adv - x, -eps, eps)
+            else:
+                g_norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                x_adv = x_adv + alpha * (g / g_norm)
+                delta = x_adv - x
+                d_norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                delta = delta * torch.clamp(eps / d_norm, max=1.0)
+            x_adv = torch.clamp(x + delta, 0, 1)
+    return x_adv
+
+
+def reference_start(x, norm, eps, seed):
+    """The documented random start, drawn here from its own generator."""
+    gen = torch.Generator().manual_seed(seed)
+    if norm == "Linf":
+        noise = (torch.rand(x.shape, generator=gen) * 2 - 1) * eps
+    else:
+        g = torch.randn(x.shape, generator=gen)
+        direction = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        radius = eps * torch.rand(len(x), generator=gen) ** (1 / x[0].numel())
+        noise = direction * radius.view(-1, 1, 1, 1)
+    return torch.clamp(x + noise, 0, 1)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_pgd_without_random_start_equals_reference_pgd_exactly(trained, test_points, norm,
+                                                               steps):
+    x, y = test_points[0][:64], test_points[1][:64]
+    eps = EPS[norm] / 2
+    attack = create_attack("pgd", norm=norm, eps=eps,
+                           params={"steps": steps, "random_start": False, "step_size": eps / 3})
+    expected = reference_pgd(trained, x, y, x, norm=norm, eps=eps, alpha=eps / 3, steps=steps)
+    assert torch.equal(attack(trained, x, y), expected)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_pgd_from_a_given_start_equals_reference_pgd_exactly(trained, test_points, norm):
+    x, y = test_points[0][:64], test_points[1][:64]
+    eps = EPS[norm] / 2
+    gen = torch.Generator().manual_seed(123)
+    start = torch.clamp(x + (torch.rand(x.shape, generator=gen) - 0.5) * 0.1, 0, 1)
+    attack = create_attack("pgd", norm=norm, eps=eps, params={"steps": 10})
+    attack.start = lambda xs, generator: start.clone()
+    expected = reference_pgd(trained, x, y, start, norm=norm, eps=eps, alpha=eps / 4, steps=10)
+    assert torch.equal(attack(trained, x, y), expected)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_pgd_random_start_is_the_documented_uniform_draw_from_the_seed(trained, test_points,
+                                                                       norm):
+    x, y = test_points[0][:64], test_points[1][:64]
+    eps = EPS[norm] / 2
+    attack = create_attack("pgd", norm=norm, eps=eps, seed=7, params={"steps": 5})
+    start = reference_start(x, norm, eps, seed=7)
+    expected = reference_pgd(trained, x, y, start, norm=norm, eps=eps, alpha=eps / 4, steps=5)
+    assert torch.equal(attack(trained, x, y), expected)
+
+
+def test_l2_random_start_fills_the_ball_not_just_its_centre():
+    x = torch.full((2000, 1, 2, 2), 0.5)
+    attack = create_attack("pgd", norm="L2", eps=0.4)
+    radii = (attack.start(x, torch.Generator().manual_seed(0)) - x).flatten(1).norm(dim=1)
+    assert radii.max() <= 0.4 + 1e-6
+    # Uniform in the 4-ball: P(r <= eps/2) = (1/2)^4 = 1/16 = 6.25 %.
+    assert 0.04 < (radii <= 0.2).float().mean().item() < 0.09
+
+
+# ------------------------------------------------------------------------------------------
+# Validity, model state and mode
+
+
+VARIANTS = [
+    ("fgsm", {}),
+    ("fgsm", {"random_start": True}),
+    ("pgd", {"steps": 3}),
+    ("pgd", {"steps": 3, "restarts": 2, "loss": "dlr", "eot_iter": 2}),
+    ("pgd", {"steps": 3, "random_start": False, "step_size": 1.0, "loss": "cw"}),
+    ("cw", {"steps": 3}),
+    ("gaussian", {}),
+    ("gaussian", {"draws": 3}),
+]
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize(("name", "params"), VARIANTS)
+def test_every_attack_stays_in_the_eps_ball_and_in_0_1(digits, norm, name, params):
+    torch.manual_seed(0)
+    model = _cnn(digits).eval()
+    x, y = digits.test.x[:64], digits.test.y[:64]
+    eps = {"Linf": 0.3, "L2": 2.0}[norm]  # large, so the [0, 1] clamp is active too
+    attack = create_attack(name, norm=norm, eps=eps, params=params)
+    with attack_mode(model):
+        x_adv = attack.run(model, x, y)  # run, not __call__: the base's check is not used
+    delta = (x_adv - x).flatten(1).double()
+    size = delta.abs().max(1).values if norm == "Linf" else delta.pow(2).sum(1).sqrt()
+    assert x_adv.shape == x.shape and x_adv.dtype == torch.float32
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert size.max() <= eps + 1e-6
+    assert size.max() > eps / 2  # it did perturb
+
+
+@pytest.mark.parametrize("was_training", [True, False])
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_leaves_parameters_buffers_mode_and_grads_untouched(digits, name, was_training):
+    torch.manual_seed(0)
+    model = _cnn(digits).train(was_training)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = digits.test.x[:32], digits.test.y[:32]
+    for norm in NORMS:
+        params = {"draws": 2} if name == "gaussian" else {}
+        create_attack(name, norm=norm, eps=EPS[norm], params=params)(model, x, y)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+    assert all(m.training == was_training for m in model.modules())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+class ModeRecorder(nn.Module):
+    """Records `self.training` at every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+        self.modes: list[bool] = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_runs_the_model_in_eval_mode_and_restores_train_mode(digits, name):
+    model = ModeRecorder().train()
+    params = {"draws": 2} if name == "gaussian" else {}
+    create_attack(name, norm="Linf", eps=0.1, params=params)(model, digits.test.x[:8],
+                                                              digits.test.y[:8])
+    assert model.modes and not any(model.modes)
+    assert model.training
+
+
+# ------------------------------------------------------------------------------------------
+# Strength on a trained digits model
+
+
+def test_pgd_breaks_digits_where_gaussian_noise_of_the_same_norm_does_not(trained, test_points):
+    x, y = test_points
+    clean = accuracy(trained, x, y)  # measured 0.985
+    pgd = attacked_accuracy(trained, x, y, "pgd", steps=20)  # measured 0.000
+    fgsm = attacked_accuracy(trained, x, y, "fgsm")  # measured 0.020
+    noise = attacked_accuracy(trained, x, y, "gaussian")  # measured 0.980
+    assert clean >= 0.95
+    assert pgd <= 0.10
+    assert noise >= 0.80
+    assert pgd <= fgsm < clean
+
+
+def test_fgsm_lies_between_pgd_and_clean_at_a_moderate_eps(trained, test_points):
+    x, y = test_points
+    pgd = attacked_accuracy(trained, x, y, "pgd", eps=0.1)  # measured 0.415
+    fgsm = attacked_accuracy(trained, x, y, "fgsm", eps=0.1)  # measured 0.640
+    assert pgd < fgsm < accuracy(trained, x, y)
+
+
+def test_more_pgd_steps_never_make_it_weaker(trained, test_points):
+    x, y = test_points
+    few = attacked_accuracy(trained, x, y, "pgd", eps=0.1, steps=5)  # measured 0.590
+    many = attacked_accuracy(trained, x, y, "pgd", eps=0.1, steps=40)  # measured 0.410
+    assert many <= few
+    assert many < few  # at this eps the extra steps matter, so the check above has teeth
+
+
+def test_cw_and_l2_pgd_break_digits(trained, test_points):
+    x, y = test_points
+    assert attacked_accuracy(trained, x, y, "cw") <= 0.10  # measured 0.005
+    assert attacked_accuracy(trained, x, y, "pgd", norm="L2", eps=1.0) <= 0.10  # measured 0.000
+
+
+def test_pgd_restarts_count_a_point_broken_if_any_restart_breaks_it(trained, test_points):
+    x, y = test_points
+    one = create_attack("pgd", norm="Linf", eps=0.1, params={"steps": 5})(trained, x, y)
+    three = create_attack("pgd", norm="Linf", eps=0.1,
+                          params={"steps": 5, "restarts": 3})(trained, x, y)
+    with torch.no_grad():
+        broken_one = trained(one).argmax(1) != y
+        broken_three = trained(three).argmax(1) != y
+    # The first restart is the single-restart run, so nothing it broke can come back.
+    assert not (broken_one & ~broken_three).any()
+    assert broken_three.sum() > broken_one.sum()  # measured 82 vs 95 of 200
+
+
+class FlatThreshold(nn.Module):
+    """Class 0 iff the first pixel exceeds 0.6, with a zero input gradient everywhere: PGD cannot
+    move, so whether a point is broken depends only on its random start."""
+
+    def forward(self, x):
+        hit = (x.flatten(1)[:, :1] > 0.6).float()
+        return torch.cat([hit, 1 - hit], 1) + 0 * x.flatten(1).sum(1, keepdim=True)
+
+
+def test_pgd_keeps_the_first_breaking_restart_else_the_last():
+    x = torch.full((300, 1, 2, 2), 0.5)
+    y = torch.ones(300, dtype=torch.long)
+    attack = create_attack("pgd", norm="Linf", eps=0.2, seed=3,
+                           params={"steps": 2, "restarts": 3})
+    x_adv = attack(FlatThreshold(), x, y)
+    gen = torch.Generator().manual_seed(3)
+    starts = [torch.clamp(x + (torch.rand(x.shape, generator=gen) * 2 - 1) * 0.2, 0, 1)
+              for _ in range(3)]
+    expected = starts[2].clone()
+    for start in reversed(starts):
+        breaks = start.flatten(1)[:, 0] > 0.6
+        expected[breaks] = start[breaks]
+    assert torch.equal(x_adv, expected)
+    broken = x_adv.flatten(1)[:, 0] > 0.6
+    # Each restart breaks a point with probability 1/4: 1 - (3/4)^3 = 58 % over three.
+    assert 0.45 < broken.float().mean().item() < 0.70
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd"])
+def test_a_flat_loss_gives_a_zero_l2_step_not_nan(name):
+    x = torch.full((4, 1, 2, 2), 0.5)
+    y = torch.ones(4, dtype=torch.long)
+    attack = create_attack(name, norm="L2", eps=0.5, params={"random_start": False})
+    assert torch.equal(attack(FlatThreshold(), x, y), x)
+
+
+def test_gaussian_draws_keep_the_first_misclassified_draw():
+    x = torch.full((300, 1, 2, 2), 0.5)
+    y = torch.ones(300, dtype=torch.long)
+    x_adv = create_attack("gaussian", norm="Linf", eps=0.2, params={"draws": 4})(
+        FlatThreshold(), x, y)
+    gen = torch.Generator().manual_seed(0)
+    draws = []
+    for _ in range(4):
+        g = torch.randn(x.shape, generator=gen)
+        draws.append(torch.clamp(x + g * (0.2 / g.flatten(1).abs().amax(1)).view(-1, 1, 1, 1),
+                                 0, 1))
+    expected = draws[3].clone()
+    for draw in reversed(draws[:3]):
+        breaks = draw.flatten(1)[:, 0] > 0.6
+        expected[breaks] = draw[breaks]
+    assert torch.equal(x_adv, expected)
+    broken = (x_adv.flatten(1)[:, 0] > 0.6).float().mean().item()
+    single = create_attack("gaussian", norm="Linf", eps=0.2)(FlatThreshold(), x, y)
+    assert broken > (single.flatten(1)[:, 0] > 0.6).float().mean().item()
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_gaussian_noise_has_norm_exactly_eps_before_clamping(norm):
+    x = torch.full((50, 3, 4, 4), 0.5)
+    eps = 0.2 if norm == "Linf" else 0.4  # small enough that nothing is clamped
+    x_adv = create_attack("gaussian", norm=norm, eps=eps)(FirstPixels(), x,
+                                                          torch.zeros(50, dtype=torch.long))
+    delta = (x_adv - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+    assert torch.allclose(size, torch.full_like(size, eps), atol=1e-6)
+
+
+class FirstPixels(nn.Module):
+    """Ten logits from the first ten pixels: any cheap stand-in will do for noise."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+# ------------------------------------------------------------------------------------------
+# Seeds, precision and synchronisation
+
+
+@pytest.mark.parametrize(("name", "params"), [("pgd", {"steps": 3}),
+                                              ("fgsm", {"random_start": True}),
+                                              ("gaussian", {})])
+@pytest.mark.parametrize("norm", NORMS)
+def test_same_seed_same_examples_different_seed_different(trained, test_points, name, params,
+                                                          norm):
+    x, y = test_points[0][:32], test_points[1][:32]
+
+    def run(seed):
+        return create_attack(name, norm=norm, eps=EPS[norm] / 2, seed=seed,
+                             params=params)(trained, x, y)
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+def test_pgd_works_under_bf16_autocast_and_inference_mode(trained, test_points):
+    x, y = test_points[0][:64], test_points[1][:64]
+    attack = create_attack("pgd", norm="Linf", eps=0.2, params={"steps": 10})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_bf16 = attack(trained, x, y)
+    assert x_bf16.dtype == torch.float32
+    assert accuracy(trained, x_bf16, y) <= 0.10
+    with torch.inference_mode():  # inference tensors, as an evaluation loop may make them
+        x_inf = attack(trained, x.clone(), y.clone())
+    assert torch.equal(x_inf, attack(trained, x, y))
+
+
+def test_pgd_step_loop_never_synchronises_with_the_host(trained, test_points, monkeypatch):
+    """`.item()`, `bool(t)` and friends stall a GPU every step; none may run inside `run`."""
+    x, y = test_points[0][:16], test_points[1][:16]
+    attacks = [create_attack("pgd", norm=norm, eps=EPS[norm],
+                             params={"steps": 3, "eot_iter": 2, "loss": loss})
+               for norm in NORMS for loss in ("ce", "cw", "dlr")]
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("host synchronisation inside the attack")
+
+    with attack_mode(trained):
+        for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+            monkeypatch.setattr(torch.Tensor, name, forbidden)
+        for attack in attacks:
+            attack.run(trained, x, y)
+        monkeypatch.undo()
+
+
+# ------------------------------------------------------------------------------------------
+# Losses
+
+
+LOGITS = torch.tensor([[1.0, 3.0, 2.0, 0.0],
+                       [5.0, 1.0, 2.0, 4.0],
+                       [0.0, 1.0, 7.0, 3.0]])
+LABELS = torch.tensor([1, 0, 0])
+
+
+def test_cw_margin_is_the_best_other_logit_minus_the_true_one():
+    assert torch.equal(cw_margin(LOGITS, LABELS), torch.tensor([-1.0, -1.0, 7.0]))
+
+
+def test_dlr_divides_the_margin_by_the_gap_between_first_and_third_logits():
+    # Sorted rows: (3, 2, 1, 0), (5, 4, 2, 1), (7, 3, 1, 0).
+    expected = torch.tensor([-(3 - 2) / (3 - 1), -(5 - 4) / (5 - 2), -(0 - 7) / (7 - 1)])
+    assert torch.allclose(dlr(LOGITS, LABELS), expected)
+
+
+def test_dlr_is_invariant_to_shifting_and_scaling_the_logits():
+    assert torch.allclose(dlr(LOGITS * 10 + 3, LABELS), dlr(LOGITS, LABELS))
+
+
+def test_dlr_needs_three_classes():
+    with pytest.raises(UserError, match="3 classes"):
+        dlr(torch.tensor([[1.0, 2.0]]), torch.tensor([0]))
+
+
+def test_ce_is_per_example_and_losses_are_fp32_for_bf16_logits():
+    expected = -torch.log_softmax(LOGITS, 1)[torch.arange(3), LABELS]
+    assert torch.allclose(ce(LOGITS, LABELS), expected)
+    for loss in (ce, cw_margin, dlr):
+        assert loss(LOGITS.bfloat16(), LABELS).dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------
+# Parameters
+
+
+@pytest.mark.parametrize(("name", "params", "key"), [
+    ("pgd", {"steps": 0}, "pgd.steps"),
+    ("pgd", {"restarts": 0}, "pgd.restarts"),
+    ("pgd", {"eot_iter": 0}, "pgd.eot_iter"),
+    ("pgd", {"step_size": 0.0}, "pgd.step_size"),
+    ("pgd", {"step_size": -0.1}, "pgd.step_size"),
+    ("pgd", {"loss": "xent"}, "pgd.loss"),
+    ("pgd", {"stepz": 3}, "pgd.stepz"),
+    ("pgd", {"steps": "ten"}, "pgd.steps"),
+    ("fgsm", {"loss": "hinge"}, "fgsm.loss"),
+    ("fgsm", {"steps": 3}, "fgsm.steps"),
+    ("cw", {"steps": 0}, "cw.steps"),
+    ("cw", {"loss": "ce"}, "cw.loss"),
+    ("gaussian", {"draws": 0}, "gaussian.draws"),
+])
+def test_bad_parameters_raise_a_user_error_naming_the_key(name, params, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        create_attack(name, norm="Linf", eps=0.1, params=params)
+
+
+def test_unknown_norm_is_a_user_error():
+    with pytest.raises(UserError, match="L1"):
+        create_attack("fgsm", norm="L1", eps=0.1)
+
+
+def test_defaults_are_the_documented_ones():
+    pgd = create_attack("pgd", norm="Linf", eps=0.2)
+    assert pgd.describe() == {"name": "pgd", "norm": "Linf", "eps": 0.2, "seed": 0, "steps": 20,
+                              "step_size": None, "random_start": True, "restarts": 1,
+                              "loss": "ce", "eot_iter": 1}
+    assert pgd.step_size == 0.05
+    cw = create_attack("cw", norm="L2", eps=0.5)
+    assert (cw.params.steps, cw.step_size, cw.loss_name) == (30, 0.125, "cw")
+    fgsm = create_attack("fgsm", norm="Linf", eps=0.1)
+    assert (fgsm.params.random_start, fgsm.params.loss) == (False, "ce")
+    assert create_attack("gaussian", norm="Linf", eps=0.1).params.draws == 1
