@@ -20,6 +20,9 @@ install: $(BIN)/python
 demo: install
 	rm -rf $(DEMO_OUT)
 	$(BIN)/robench train --dataset digits --out $(DEMO_OUT)
+	for run in $(DEMO_OUT)/*/; do \
+	    $(BIN)/robench eval "$$run" --attack pgd --attack autoattack --n-examples all || exit 1; \
+	done
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -28,7 +31,9 @@ lint: install
 	$(BIN)/ruff check robench tests benchmarks
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/attack_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -269,8 +269,11 @@ def _attacks_for(cfg: EvalConfig, eps: Eps, stochastic: bool) -> tuple[list[Atta
                 params["eot_iter"] = EOT_DRAWS
                 notes.append(f"the model is randomised: {name} averages gradients over "
                              f"{EOT_DRAWS} draws (EOT)")
-        attacks.append(create_attack(name, norm=cfg.norm, eps=eps.value, seed=cfg.seed,
-                                     params=params))
+        attack = create_attack(name, norm=cfg.norm, eps=eps.value, seed=cfg.seed,
+                               params=params)
+        if getattr(attack, "batches_itself", False):
+            attack.batch_size = cfg.batch_size  # AutoAttack batches (and reseeds) itself
+        attacks.append(attack)
     return attacks, notes
 
 
@@ -295,6 +298,13 @@ def _save_state(path: Path, state: ProtocolState) -> None:
         "clean_seconds": state.clean_seconds,
         "steps": [dataclasses.asdict(s) for s in state.steps],
     }, path)
+
+
+def _unlink_state(path: Path) -> None:
+    """Remove a state file and any sidecar an attack keeps beside it."""
+    path.unlink(missing_ok=True)
+    for extra in path.parent.glob(path.name + ".*"):
+        extra.unlink(missing_ok=True)
 
 
 def _load_state(path: Path) -> ProtocolState:
@@ -331,6 +341,7 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
         for eps in eps_list:
             attacks, notes = _attacks_for(cfg, eps, stochastic)
             protocol = {"attacks": [a.describe() for a in attacks], "norm": cfg.norm,
+                        "batch_size": [getattr(a, "batch_size", None) for a in attacks],
                         "eps": eps.value, "selection": dataclasses.asdict(selection),
                         "precision": cfg.precision, "model": dataclasses.asdict(target.source)}
             key = record_key([a.name for a in attacks], cfg.norm, eps.slug, len(idx), protocol)
@@ -339,24 +350,34 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
                 outcomes.append(EvalOutcome(records_mod.read(path), path, reused=True))
                 continue
             state_path = target.evals_dir / f".{key}.state.pt"
+            inner = [target.evals_dir / f".{key}.attack{i}.state" for i in range(len(attacks))]
             if resume and state_path.is_file():
                 state = _load_state(state_path)
                 counter.message(f"resuming {key} after {len(state.steps)} finished attack(s)")
             else:
+                for path_ in (state_path, *inner):
+                    _unlink_state(path_)
                 if clean is None:
                     clean = clean_state(model, x, y, device=device,
                                         batch_size=cfg.batch_size, precision=cfg.precision)
                 state = ProtocolState(clean.clean_correct, clean.clean_correct.clone(),
                                       clean_seconds=clean.clean_seconds)
-            run_attacks(model, x, y, attacks, state, device=device, batch_size=cfg.batch_size,
-                        precision=cfg.precision, counter=counter,
-                        on_step=lambda s, p=state_path: _save_state(p, s))
+            try:
+                run_attacks(model, x, y, attacks, state, device=device,
+                            batch_size=cfg.batch_size, precision=cfg.precision,
+                            counter=counter, on_step=lambda s, p=state_path: _save_state(p, s),
+                            state_path=lambda i, inner=inner: inner[i])
+            except KeyboardInterrupt:
+                raise Interrupted(f"evaluation interrupted after {len(state.steps)} of "
+                                  f"{len(attacks)} attacks; run the same command with --resume "
+                                  f"to continue it.") from None
             _check_unchanged(model, before, was_training)
             record = _record(target, cfg, key, eps, attacks, state, selection, notes,
                              _flags(state.steps, attacks, stochastic), device,
                              seconds=state.clean_seconds + sum(s.seconds for s in state.steps))
             written = records_mod.write(record, target.evals_dir)
-            state_path.unlink(missing_ok=True)
+            for path_ in (state_path, *inner):
+                _unlink_state(path_)
             outcomes.append(EvalOutcome(record, written))
     return outcomes
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -121,23 +122,39 @@ def clean_state(model, x, y, *, device, batch_size, precision) -> ProtocolState:
 def run_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                 attacks: Sequence[Attack], state: ProtocolState, *, device: torch.device,
                 batch_size: int, precision: str = "fp32", counter: Counter | None = None,
-                on_step: Callable[[ProtocolState], None] | None = None) -> ProtocolState:
-    """Run `attacks` in order on the points still robust; skip those already in `state`."""
+                on_step: Callable[[ProtocolState], None] | None = None,
+                state_path: Callable[[int], Path] | None = None) -> ProtocolState:
+    """Run `attacks` in order on the points still robust; skip those already in `state`.
+
+    `state_path(i)` names a file where attack i may keep its own progress (AutoAttack does),
+    so an interrupted evaluation resumes inside that attack too.
+    """
     counter = counter or Counter(quiet=True)
     n = len(y)
-    for attack in attacks[len(state.steps):]:
+    for i in range(len(state.steps), len(attacks)):
+        attack = attacks[i]
         idx = state.robust.nonzero().flatten()
         t0 = time.perf_counter()
         task = counter.task(attack.name, len(idx))
         still = torch.zeros(len(idx), dtype=torch.bool)
-        chunk = len(idx) if getattr(attack, "batches_itself", False) else batch_size
-        for start in range(0, len(idx), max(chunk, 1)):
+        whole = getattr(attack, "batches_itself", False)
+        chunk = max(len(idx) if whole else batch_size, 1)
+        for start in range(0, len(idx), chunk):
             sel = idx[start:start + chunk]
             xb = to_float(x[sel].to(device))
             yb = y[sel].to(device)
             with autocast(device, precision):
-                x_adv = attack(model, xb, yb)
-            still[start:start + len(sel)] = _correct(model, x_adv, yb, device, precision)
+                if whole and state_path is not None and hasattr(attack, "run_with_state"):
+                    x_adv = attack.run_with_state(model, xb, yb, state_path(i))
+                else:
+                    x_adv = attack(model, xb, yb)
+            ok = _correct(model, x_adv, yb, device, precision)
+            report = getattr(attack, "report", None)
+            if report is not None and whole:
+                # After a resume, points broken before the interruption come back as clean
+                # images; the attack's own per-point verdict keeps them broken.
+                ok &= report.robust.cpu().bool()
+            still[start:start + len(sel)] = ok
             counter.advance(task, len(sel))
         state.robust[idx[~still]] = False
         if device.type == "cuda":

@@ -183,3 +183,47 @@ def test_records_of_another_schema_version_or_impossible_numbers_are_refused(dig
         records.validate({**data, "robust_acc": 1.0, "clean_acc": 0.5})
     with pytest.raises(UserError, match="'eps'"):
         records.validate({**data, "eps": "8/255"})
+
+
+def test_an_interrupted_evaluation_resumes_after_its_finished_attacks(digits_run, monkeypatch):
+    from robench.attacks import gradient
+    from robench.errors import Interrupted
+
+    target = from_run(digits_run)
+    cfg = EvalConfig(attacks=["fgsm", "pgd"], eps=["0.1"], n_examples=60, device="cpu")
+    real_save = api._save_state
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "_save_state", save_then_stop)
+    with pytest.raises(Interrupted, match="after 1 of 2 attacks.*--resume"):
+        api.evaluate(target, cfg, quiet=True)
+    assert not list((digits_run / "evals").glob("fgsm+pgd-linf-0.1-*.json"))
+    monkeypatch.setattr(api, "_save_state", real_save)
+
+    calls = []
+    real_fgsm_run = gradient.FGSM.run
+    monkeypatch.setattr(gradient.FGSM, "run",
+                        lambda self, *a: calls.append(1) or real_fgsm_run(self, *a))
+    (resumed,) = api.evaluate(target, cfg, quiet=True, resume=True)
+    assert calls == []  # fgsm had finished before the interruption
+    assert not list((digits_run / "evals").glob(".*state*"))
+    (fresh,) = api.evaluate(target, cfg, quiet=True, force=True)
+    assert resumed.record.robust_acc == fresh.record.robust_acc
+    assert [s.broken for s in resumed.record.per_attack] == \
+        [s.broken for s in fresh.record.per_attack]
+
+
+def test_autoattack_in_the_protocol_matches_its_own_report_and_switches_to_rand_if_needed(
+        digits_run):
+    target = from_run(digits_run)
+    (outcome,) = evaluate(target, attacks=["autoattack"], eps=["0.2"], n_examples=50)
+    rec = outcome.record
+    assert rec.autoattack_acc == rec.robust_acc <= 0.05
+    assert rec.per_attack[0].params["suite"]["version"] == "standard"
+    target.model = Noisy(target.model)
+    (outcome,) = evaluate(target, attacks=["autoattack"], eps=["0.2"], n_examples=20)
+    assert outcome.record.per_attack[0].params["suite"]["version"] == "rand"
+    assert "stochastic-model" in outcome.record.flags

@@ -1,5 +1,6 @@
 """Attacks: importing this package registers every attack."""
 
+from robench.attacks import autoattack, gradient, noise  # noqa: F401  (registers)
 from robench.attacks.base import (
     Attack,
     ThreatModel,
