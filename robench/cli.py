@@ -564,7 +564,7 @@ def _print_eval(label: str, outcomes) -> None:
     for o in outcomes:
         for note in o.record.notes:
             stderr.print(f"note: {note}", highlight=False)
-        stderr.print(f"record: {o.path}", highlight=False)
+        stderr.print(f"record: {o.path}", highlight=False, soft_wrap=True)
 
 
 ATTACK_HELP = """Craft adversarial examples for N test points and save them.
