@@ -111,7 +111,7 @@ def _version(module: str) -> str | None:
 def resolve_config(layers: Sequence[dict[str, Any]]) -> tuple[TrainConfig, Defense]:
     """A validated config with every default written out, and its defense."""
     cfg = config_mod.resolve(list(layers))
-    defense = resolve_defense(cfg.defense, cfg.defenses)
+    defense = resolve_defense(cfg.defense, cfg.defenses, dataset=cfg.data.dataset)
     cfg.defenses = defense.params_dict()
     return cfg, defense
 

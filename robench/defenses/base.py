@@ -8,7 +8,7 @@ are a clash the user must resolve). A spec with no objective trains with `standa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import torch
@@ -82,7 +82,18 @@ class Defense:
         return model
 
 
-def resolve_defense(spec: str, overrides: dict[str, dict[str, Any]] | None = None) -> Defense:
+def _dataset_eps(params: Any, dataset: str) -> Any:
+    """Fill an unset `eps` with the dataset's standard Linf budget (digits 0.2, CIFAR 8/255)."""
+    if dataset and any(f.name == "eps" for f in fields(params)) and params.eps is None:
+        from robench.threat import default_eps
+
+        params = replace(params, eps=default_eps(dataset, "Linf").value)
+    return params
+
+
+def resolve_defense(spec: str, overrides: dict[str, dict[str, Any]] | None = None,
+                    dataset: str = "") -> Defense:
+    """The parts of `spec` with their parameters; an unset eps becomes `dataset`'s default."""
     overrides = overrides or {}
     names = [n.strip() for n in spec.split("+")]
     if not spec.strip() or any(not n for n in names):
@@ -105,7 +116,8 @@ def resolve_defense(spec: str, overrides: dict[str, dict[str, Any]] | None = Non
         owners = ["standard"]
     else:
         names_with_objective = names
-    params = {n: build(specs[n].params, overrides.get(n) or {}, prefix=f"{n}.")
+    params = {n: _dataset_eps(build(specs[n].params, overrides.get(n) or {}, prefix=f"{n}."),
+                              dataset)
               for n in names_with_objective}
     transforms = [
         (lambda m, t=specs[n].transform, p=params[n]: t(m, p))
