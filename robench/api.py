@@ -113,6 +113,10 @@ def resolve_config(layers: Sequence[dict[str, Any]]) -> tuple[TrainConfig, Defen
     cfg = config_mod.resolve(list(layers))
     defense = resolve_defense(cfg.defense, cfg.defenses, dataset=cfg.data.dataset)
     cfg.defenses = defense.params_dict()
+    if cfg.validation.eps is None:  # the budget the defense trains for, else the dataset's
+        trained = [p["eps"] for p in cfg.defenses.values() if p.get("eps") is not None]
+        cfg.validation.eps = (trained[0] if trained
+                              else default_eps(cfg.data.dataset, "Linf").value)
     return cfg, defense
 
 
@@ -214,6 +218,10 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) ->
             "train_seconds": round(result.train_seconds, 3),
             "final_train_acc": result.last.get("train_acc"),
             "final_val_acc": result.last.get("val_acc"),
+            "final_val_robust_acc": result.last.get("val_robust_acc"),
+            "best": result.best,
+            "catastrophic_overfitting": any(m.get("catastrophic_overfitting")
+                                            for m in runs.read_metrics(run_dir)),
             "test_acc": test_acc,
             "n_train": len(splits.train),
             "n_val": len(splits.val),

@@ -137,7 +137,7 @@ def _flag_layer(**values: Any) -> dict[str, Any]:
 TRAIN_HELP = """Train a model with a defense and write a run directory.
 
 Every default is written to the run's config.yaml; precedence is
-flag > --set > --config file > per-dataset defaults > built-in defaults.
+flag > --set > --config file > --recipe > per-dataset defaults > built-in defaults.
 
 Examples:
 
@@ -148,6 +148,10 @@ Examples:
   robench train --dataset digits --image-size 32 --arch resnet18 --epochs 5
 
   robench train --config my.yaml --set optim.lr=0.05 --set model.width=0.5
+
+  robench train --recipe cifar10-pgd-at-bag-of-tricks --data-dir data
+
+  robench train --defense pgd-at --set pgd-at.steps=7 --epochs 20
 
   robench train --resume runs/digits-cnn-standard-s0-1a2b3c4d
 """
@@ -209,6 +213,9 @@ def train(
     deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic",
                                        help="Deterministic kernels (bit-exact resume on CPU).",
                                        rich_help_panel="Runtime"),
+    recipe: str = typer.Option(None, "--recipe", "-r", help="A published recipe (robench list "
+                               "recipes), below --config, --set and flags.",
+                               rich_help_panel="Config"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file.",
                                 rich_help_panel="Config"),
     set_: list[str] = typer.Option(None, "--set", help="Override any config key: "
@@ -236,6 +243,10 @@ def train(
         runtime__seed=seed, runtime__deterministic=deterministic,
     )
     layers = []
+    if recipe is not None:
+        from robench.recipes import recipe_layer
+
+        layers.append(recipe_layer(recipe))
     if config is not None:
         layers.append(config_mod.load_yaml(config))
     if set_:
@@ -271,6 +282,13 @@ def _print_summary(result) -> None:
     table.add_row("training time", f"{s['train_seconds']:.1f} s")
     table.add_row("train accuracy", _percent(s["final_train_acc"]))
     table.add_row("val accuracy", _percent(s["final_val_acc"]))
+    table.add_row("val PGD accuracy", _percent(s.get("final_val_robust_acc")))
+    best = s.get("best")
+    if best:
+        table.add_row("best.safetensors", f"epoch {best['epoch']} (val {_percent(best['val_acc'])}"
+                      f", val PGD {_percent(best['val_robust_acc'])})")
+    if s.get("catastrophic_overfitting"):
+        table.add_row("warning", "[red]catastrophic overfitting detected (see metrics.jsonl)")
     table.add_row("test accuracy", _percent(s["test_acc"]))
     stdout.print(table)
 
@@ -279,7 +297,7 @@ def _print_summary(result) -> None:
 # list
 
 
-LIST_HELP = """List what robench knows: datasets, archs, defenses, attacks.
+LIST_HELP = """List what robench knows: datasets, archs, defenses, attacks, recipes.
 
 A pattern filters names shell-style.
 
@@ -299,7 +317,8 @@ Examples:
 @user_errors
 def list_(
     ctx: typer.Context,
-    kind: str = typer.Argument(None, help="datasets, archs, defenses or attacks \\[default: all]."),
+    kind: str = typer.Argument(None, help="datasets, archs, defenses, attacks or recipes "
+                               "\\[default: all]."),
     pattern: str = typer.Argument(None, help="Shell-style filter on names, e.g. 'vgg*'."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:

@@ -74,12 +74,24 @@ class RuntimeConfig:
 
 
 @dataclass
+class ValidationConfig:
+    """In-training validation; best.safetensors is chosen on it, never on the test split."""
+
+    every: int = 1  # epochs between validations; the last epoch is always validated
+    attack: str = "pgd"
+    steps: int = 10
+    eps: float | None = None  # None: the defense's eps, else the dataset's standard Linf eps
+    select: str = "robust"  # what best.safetensors maximises: robust (then clean) or clean
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     defense: str = "standard"
     defenses: dict[str, dict[str, Any]] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -322,6 +334,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _require(d.val_size is None or d.val_size >= 0,
              f"data.val_size (--val-size) must be >= 0, got {d.val_size}.")
     _require(m.width > 0, f"model.width must be a positive number, got {m.width}.")
+    v = cfg.validation
+    _require(v.every > 0, f"validation.every must be a positive integer, got {v.every}.")
+    _require(v.steps > 0, f"validation.steps must be a positive integer, got {v.steps}.")
+    _require(v.eps is None or 0 < v.eps <= 1, f"validation.eps must be in (0, 1], got {v.eps}.")
+    _require(v.select in ("robust", "clean"),
+             f"validation.select {v.select!r} is not one of robust, clean.")
     return cfg
 
 

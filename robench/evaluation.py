@@ -179,3 +179,24 @@ def run_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 def _correct(model, x_adv, y, device, precision) -> torch.Tensor:
     with evaluating(model), autocast(device, precision):
         return (model(x_adv).argmax(1) == y).cpu()
+
+
+def attacked_accuracy(model: torch.nn.Module, split: Split, attack: Attack, *,
+                      device: torch.device, batch_size: int = 512,
+                      precision: str = "fp32") -> float | None:
+    """Fraction of `split` classified correctly both as it is and under `attack`.
+
+    The attack searches on the model's faster equivalent view; the verdict is the model's.
+    """
+    if len(split) == 0:
+        return None
+    view = attack_view(model)
+    robust = 0
+    for start in range(0, len(split), batch_size):
+        x = to_float(split.x[start:start + batch_size].to(device))
+        y = split.y[start:start + batch_size].to(device)
+        clean = _correct(model, x, y, device, precision)
+        with autocast(device, precision):
+            x_adv = attack(view, x, y)
+        robust += int((clean & _correct(model, x_adv, y, device, precision)).sum())
+    return robust / len(split)

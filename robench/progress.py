@@ -81,6 +81,8 @@ def format_epoch(row: dict[str, Any], total: int) -> str:
              f"train acc {row['train_acc']:.2%}"]
     if row.get("val_acc") is not None:
         parts.append(f"val acc {row['val_acc']:.2%}")
+    if row.get("val_robust_acc") is not None:
+        parts.append(f"val pgd {row['val_robust_acc']:.2%}")
     parts.append(f"{row['seconds']:.1f}s ({row['images_per_s']:.0f} img/s)")
     return "  ".join(parts)
 

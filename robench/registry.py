@@ -93,16 +93,19 @@ DATASETS = Registry("dataset")
 ARCHS = Registry("arch")
 DEFENSES = Registry("defense")
 ATTACKS = Registry("attack")
+RECIPES = Registry("recipe")
 
 REGISTRIES: dict[str, Registry] = {
     "datasets": DATASETS,
     "archs": ARCHS,
     "defenses": DEFENSES,
     "attacks": ATTACKS,
+    "recipes": RECIPES,
 }
 
 # Modules whose import fills the registries above.
-_PROVIDERS = ("robench.data", "robench.models", "robench.defenses", "robench.attacks")
+_PROVIDERS = ("robench.data", "robench.models", "robench.defenses", "robench.attacks",
+              "robench.recipes")
 
 
 def load_all() -> None:

@@ -31,6 +31,7 @@ from robench.errors import UserError
 CONFIG = "config.yaml"
 ENV = "env.json"
 MODEL = "model.safetensors"
+BEST = "best.safetensors"  # chosen on the validation split, never on the test split
 STATE = "state.pt"
 METRICS = "metrics.jsonl"
 

@@ -33,7 +33,7 @@ class Target:
         return self.evals_dir.parent / "adv"
 
 
-CHECKPOINTS = {"final": runs.MODEL, "best": "best.safetensors"}
+CHECKPOINTS = {"final": runs.MODEL, "best": runs.BEST}
 
 
 def from_run(run_dir: str | Path, checkpoint: str = "final") -> Target:

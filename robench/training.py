@@ -18,12 +18,13 @@ from typing import Any
 import torch
 
 from robench import runs
+from robench.attacks import create_attack
 from robench.augment import augment_batch
 from robench.config import TrainConfig
 from robench.data import DatasetSplits, to_float
 from robench.defenses import Defense, StepContext
 from robench.errors import UserError
-from robench.evaluation import accuracy
+from robench.evaluation import accuracy, attacked_accuracy
 from robench.progress import EpochReporter
 from robench.runtime import autocast, rng_state, set_rng_state
 from robench.schedules import lr_at
@@ -37,6 +38,7 @@ class FitResult:
     epochs: int
     train_seconds: float
     last: dict[str, Any]
+    best: dict[str, Any] | None  # epoch and validation accuracies of best.safetensors
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -68,6 +70,7 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
     n_steps = steps_per_epoch(len(train), o.batch_size)
 
     start_epoch, seconds_so_far = 0, 0.0
+    best: dict[str, Any] | None = None
     state_path = run_dir / runs.STATE
     if state_path.is_file():
         state = runs.load_state(state_path)
@@ -75,6 +78,7 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start_epoch, seconds_so_far = state["epoch"], state["train_seconds"]
+        best = state.get("best")
         # Lines of an epoch that finished but was not checkpointed are recomputed.
         runs.write_metrics(run_dir, [m for m in runs.read_metrics(run_dir)
                                      if m["epoch"] <= start_epoch])
@@ -91,17 +95,26 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
         seconds_so_far += seconds
-        val_acc = accuracy(model, splits.val, device=device, batch_size=r.eval_batch_size,
-                           precision=r.precision, channels_last=r.channels_last)
         last = {
             "epoch": epoch,
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": loss_sum / seen,
             "train_acc": correct / seen,
-            "val_acc": val_acc,
             "seconds": seconds,
             "images_per_s": seen / seconds,
+            **_validate(model, splits, cfg, device, epoch),
         }
+        history = [*runs.read_metrics(run_dir), last]
+        if catastrophic_overfitting(history):
+            last["catastrophic_overfitting"] = True
+            reporter.message(f"warning: catastrophic overfitting at epoch {epoch}: validation "
+                             f"PGD accuracy fell to {last['val_robust_acc']:.1%} while FGSM "
+                             f"accuracy rose to {last['val_fgsm_acc']:.1%}; best.safetensors "
+                             f"keeps the weights from before it.")
+        if _better(last, best, cfg.validation.select):
+            best = {k: last[k] for k in ("epoch", "val_acc", "val_robust_acc")}
+            runs.save_weights(model, run_dir / runs.BEST,
+                              metadata={"epoch": str(epoch), "selected_on": "validation"})
         runs.append_metrics(run_dir, last)
         runs.save_state({
             "epoch": epoch,
@@ -109,11 +122,63 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(),
             "rng": rng_state(),
+            "best": best,
         }, state_path)
         reporter.end_epoch(last)
         for callback in callbacks:
             callback(last)
-    return FitResult(epochs=o.epochs, train_seconds=seconds_so_far, last=last)
+    return FitResult(epochs=o.epochs, train_seconds=seconds_so_far, last=last, best=best)
+
+
+def _validate(model, splits, cfg: TrainConfig, device, epoch: int) -> dict[str, Any]:
+    """Clean accuracy on the validation split every epoch; PGD and FGSM accuracy every
+    `validation.every` epochs and at the last one (None in between)."""
+    r, v = cfg.runtime, cfg.validation
+    kwargs = dict(device=device, batch_size=r.eval_batch_size, precision=r.precision)
+    row: dict[str, Any] = {
+        "val_acc": accuracy(model, splits.val, channels_last=r.channels_last, **kwargs),
+        "val_robust_acc": None, "val_fgsm_acc": None,
+    }
+    if len(splits.val) and (epoch % v.every == 0 or epoch == cfg.optim.epochs):
+        params = {"steps": v.steps} if v.attack in ("pgd", "cw") else {}
+        attack = create_attack(v.attack, norm="Linf", eps=v.eps, seed=r.seed, params=params)
+        fgsm = create_attack("fgsm", norm="Linf", eps=v.eps, seed=r.seed)
+        row["val_robust_acc"] = attacked_accuracy(model, splits.val, attack, **kwargs)
+        row["val_fgsm_acc"] = attacked_accuracy(model, splits.val, fgsm, **kwargs)
+    return row
+
+
+def _better(row: dict[str, Any], best: dict[str, Any] | None, select: str) -> bool:
+    """Is this epoch's model the best so far on validation (robust, then clean accuracy)?"""
+    if row["val_acc"] is None:
+        return False
+    if row["val_robust_acc"] is None and select == "robust":
+        return False
+    if best is None:
+        return True
+    key = ((row["val_robust_acc"], row["val_acc"]) if select == "robust"
+           else (row["val_acc"], row["val_robust_acc"] or 0.0))
+    old = ((best["val_robust_acc"], best["val_acc"]) if select == "robust"
+           else (best["val_acc"], best["val_robust_acc"] or 0.0))
+    return key > old
+
+
+def catastrophic_overfitting(history: list[dict[str, Any]]) -> bool:
+    """Has validation PGD accuracy collapsed while FGSM accuracy rose (Wong et al. 2020)?
+
+    The signature of fast-AT's failure: the model learns to defeat the single-step attack it
+    trains on while a multi-step attack breaks it. Robench's rule: at the latest validation,
+    PGD accuracy is below half its best so far (a best of at least 10 %), and FGSM accuracy
+    is above what it was at that best epoch.
+    """
+    rows = [r for r in history if r.get("val_robust_acc") is not None]
+    if len(rows) < 2:
+        return False
+    now, before = rows[-1], rows[:-1]
+    peak = max(before, key=lambda r: r["val_robust_acc"])
+    return (peak["val_robust_acc"] >= 0.1
+            and now["val_robust_acc"] < 0.5 * peak["val_robust_acc"]
+            and now["val_fgsm_acc"] > peak["val_fgsm_acc"])
 
 
 def _train_epoch(model, defense, train, cfg, epoch, n_steps, optimizer, augment, device,

@@ -131,3 +131,52 @@ def test_bf16_and_channels_last_train_and_record_their_settings(tmp_path, tiny_l
     assert cfg.runtime.precision == "bf16" and cfg.runtime.channels_last
     assert 0.0 <= result.summary["test_acc"] <= 1.0
     assert torch.isfinite(torch.tensor(runs.read_metrics(result.run_dir)[-1]["train_loss"]))
+
+
+def test_validation_records_pgd_accuracy_and_best_is_chosen_on_it(tmp_path, tiny_layers):
+    result = train([*tiny_layers, {"optim": {"epochs": 3},
+                                   "validation": {"every": 2, "steps": 3}}], tmp_path)
+    rows = runs.read_metrics(result.run_dir)
+    assert [r["val_robust_acc"] is not None for r in rows] == [False, True, True]
+    assert all(r["val_acc"] is not None for r in rows)
+    best = result.summary["best"]
+    validated = [r for r in rows if r["val_robust_acc"] is not None]
+    top = max(validated, key=lambda r: (r["val_robust_acc"], r["val_acc"]))
+    assert best["epoch"] == top["epoch"]
+    assert (result.run_dir / "best.safetensors").is_file()
+    cfg = resolve([yaml.safe_load((result.run_dir / "config.yaml").read_text())])
+    assert cfg.validation.eps == 0.2  # digits' standard budget, written out
+
+
+def test_best_checkpoint_holds_the_weights_of_the_best_validation_epoch(tmp_path, tiny_layers):
+    weights = {}
+
+    def keep_weights(row):  # state.pt holds the model as it is at the end of this epoch
+        (run_dir,) = tmp_path.iterdir()
+        weights[row["epoch"]] = torch.load(run_dir / "state.pt", weights_only=True)["model"]
+
+    result = train([*tiny_layers, {"optim": {"epochs": 3, "lr": 0.5},
+                                   "validation": {"select": "clean"}}],
+                   tmp_path, callbacks=[keep_weights])
+    rows = runs.read_metrics(result.run_dir)
+    best_epoch = max(rows, key=lambda r: (r["val_acc"], r["val_robust_acc"]))["epoch"]
+    assert result.summary["best"]["epoch"] == best_epoch
+    best = load_file(str(result.run_dir / "best.safetensors"))
+    assert all(torch.equal(best[k], v) for k, v in weights[best_epoch].items())
+
+
+def test_catastrophic_overfitting_is_pgd_collapsing_while_fgsm_rises():
+    from robench.training import catastrophic_overfitting
+
+    def row(pgd, fgsm):
+        return {"val_robust_acc": pgd, "val_fgsm_acc": fgsm}
+
+    healthy = [row(0.40, 0.50), row(0.45, 0.55), row(0.44, 0.56)]
+    collapse = [row(0.40, 0.50), row(0.45, 0.55), row(0.05, 0.80)]
+    both_fall = [row(0.40, 0.50), row(0.45, 0.55), row(0.05, 0.10)]
+    never_robust = [row(0.05, 0.20), row(0.01, 0.60)]
+    assert not catastrophic_overfitting(healthy)
+    assert catastrophic_overfitting(collapse)
+    assert not catastrophic_overfitting(both_fall)
+    assert not catastrophic_overfitting(never_robust)
+    assert not catastrophic_overfitting([{"val_robust_acc": None}, *healthy[:1]])
