@@ -24,7 +24,7 @@ from robench import runs
 from robench.atomic import atomic_path
 from robench.attacks import Attack, create_attack
 from robench.config import EvalConfig, TrainConfig
-from robench.data import DatasetSplits, load_dataset, to_float
+from robench.data import IMAGEFOLDER_PREFIX, DatasetSplits, load_dataset, to_float
 from robench.defenses import Defense, resolve_defense
 from robench.errors import Interrupted, UserError
 from robench.evaluation import (
@@ -46,7 +46,7 @@ from robench.records import (
     record_key,
     wilson_interval,
 )
-from robench.registry import ATTACKS
+from robench.registry import ATTACKS, DATASETS
 from robench.runtime import autocast, evaluating, resolve_device, seed_everything
 from robench.targets import Target
 from robench.threat import Eps, default_eps, parse_eps_list
@@ -111,6 +111,8 @@ def _version(module: str) -> str | None:
 def resolve_config(layers: Sequence[dict[str, Any]]) -> tuple[TrainConfig, Defense]:
     """A validated config with every default written out, and its defense."""
     cfg = config_mod.resolve(list(layers))
+    if not cfg.data.dataset.startswith(IMAGEFOLDER_PREFIX):
+        DATASETS.entry(cfg.data.dataset)  # an unknown name: the did-you-mean error, first
     defense = resolve_defense(cfg.defense, cfg.defenses, dataset=cfg.data.dataset)
     cfg.defenses = defense.params_dict()
     if cfg.validation.eps is None:  # the budget the defense trains for, else the dataset's
@@ -334,9 +336,13 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
     if cfg.n_examples is not None and cfg.n_examples > n_avail:
         raise UserError(f"--n-examples {cfg.n_examples} is more than the {n_avail} test "
                         f"points of {target.info.name}; give at most {n_avail}.")
+    if cfg.all_examples:
+        n_points = n_avail
+    else:
+        n_points = cfg.n_examples or min(config_mod.DEFAULT_N_EXAMPLES, n_avail)
     runs.ensure_writable_dir(target.evals_dir)
     device = resolve_device(cfg.device)
-    idx, method = select_points(target.test, cfg.n_examples, cfg.seed)
+    idx, method = select_points(target.test, n_points, cfg.seed)
     x, y = target.test.x[idx], target.test.y[idx]
     model = target.model.to(device)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}

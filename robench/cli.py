@@ -384,6 +384,7 @@ class Checkpoint(str, Enum):
 
 
 def _n_examples(text: str | None, default: int | None) -> int | None:
+    """An explicit count, `default` when not given, or None for 'all'."""
     if text is None:
         return default
     if text.strip().lower() == "all":
@@ -516,7 +517,7 @@ def eval_(
     norm: Norm = typer.Option(Norm.linf, "--norm"),
     n_examples: str = typer.Option(None, "--n-examples", "-n", help="Test points: the first "
                                    "N, or a stratified sample for class-ordered data; 'all'. "
-                                   "\\[default: 1000]"),
+                                   "\\[default: 1000, or all if fewer]"),
     batch_size: int = typer.Option(500, "--batch-size", "-b"),
     seed: int = typer.Option(0, "--seed"),
     set_: list[str] = typer.Option(None, "--set", help="Attack parameter: attack.param=value, "
@@ -546,7 +547,9 @@ def eval_(
     load_all()
     attacks = attack or ["autoattack"]
     cfg = EvalConfig(attacks=attacks, params=_attack_params(attacks, set_, steps, restarts),
-                     norm=norm.value, eps=eps or [], n_examples=_n_examples(n_examples, 1000),
+                     norm=norm.value, eps=eps or [],
+                     n_examples=_n_examples(n_examples, None),
+                     all_examples=(n_examples or "").strip().lower() == "all",
                      batch_size=batch_size, seed=seed, precision=precision.value, device=device,
                      checkpoint=(checkpoint.value if checkpoint else "final"))
     cfg.validate()

@@ -259,6 +259,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and key.split(".")[-1] == "eps":
+            from robench.threat import parse_eps  # eps may be written as a fraction: 8/255
+
+            return parse_eps(value).value
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -400,6 +404,9 @@ def diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any, Any]]:
     return out
 
 
+DEFAULT_N_EXAMPLES = 1000
+
+
 @dataclass
 class EvalConfig:
     """An evaluation protocol: attacks in order, threat model, points, and runtime."""
@@ -408,7 +415,8 @@ class EvalConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per attack name
     norm: str = "Linf"
     eps: list[str] = field(default_factory=list)  # empty: the dataset's standard eps
-    n_examples: int | None = 1000  # None: the whole test split
+    n_examples: int | None = None  # None: the first DEFAULT_N_EXAMPLES (or all, if fewer)
+    all_examples: bool = False  # the whole test split
     batch_size: int = 500
     seed: int = 0
     precision: str = "fp32"

@@ -123,6 +123,10 @@ def validate(data: dict[str, Any], source: str = "record") -> Record:
     if version != SCHEMA_VERSION:
         raise UserError(f"{source} has schema version {version!r}; this robench reads "
                         f"version {SCHEMA_VERSION}.")
+    for name in ("eps", "clean_acc", "robust_acc"):  # numbers, never text such as "8/255"
+        value = data.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{source}: '{name}' must be a number, got {value!r}.")
     record = build(Record, data)
     for name in ("clean_acc", "robust_acc"):
         value = getattr(record, name)

@@ -122,3 +122,10 @@ def test_the_dataset_tables_milestones_move_with_a_users_epochs():
     given = C.resolve([{"data": {"dataset": "cifar10"},
                         "optim": {"epochs": 50, "milestones": [10]}}])
     assert given.optim.milestones == [10]
+
+
+def test_eps_may_be_written_as_a_fraction_in_configs_and_set():
+    cfg = C.resolve([C.parse_set(["validation.eps=8/255"])])
+    assert cfg.validation.eps == pytest.approx(8 / 255)
+    with pytest.raises(UserError, match="eps"):
+        C.resolve([C.parse_set(["validation.eps=8/0"])])

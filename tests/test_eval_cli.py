@@ -127,6 +127,7 @@ def test_attack_saves_examples_inside_the_ball_and_reports_their_size(digits_run
     (["--eps", "__import__('os')"], "not a number"),
     (["--norm", "L2", "-A", "apgd-t", "--set", "pgd.steps=3"], "pgd"),
     (["-n", "5000"], "5000"),
+    (["-n", "361"], "at most 360"),
     (["-n", "0"], "--n-examples"),
     (["-A", "pgdd"], "did you mean 'pgd'"),
     (["-A", "pgd", "--set", "pgd.stepz=3"], "'pgd.stepz'"),
@@ -147,8 +148,10 @@ def test_bad_targets(tmp_path, digits_run):
     empty.mkdir()
     (empty / "config.yaml").write_text((digits_run / "config.yaml").read_text())
     assert "has no model.safetensors" in one_line_error(invoke("eval", empty))
+    for name in ("model.safetensors", "env.json"):
+        (empty / name).write_bytes((digits_run / name).read_bytes())
     assert "has no best.safetensors" in one_line_error(
-        invoke("eval", digits_run, "--checkpoint", "best"))
+        invoke("eval", empty, "--checkpoint", "best"))
     assert "run directory" in one_line_error(invoke("eval"))
 
 

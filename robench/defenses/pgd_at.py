@@ -4,8 +4,8 @@ Each step trains on x_adv = PGD-k under Linf from a uniform random start, projec
 eps-ball and [0, 1]: CE(f(x_adv), y). Defaults follow "Bag of tricks for adversarial
 training" (Pang et al. 2021): 10 steps of eps/4 (2/255 at 8/255), and the examples crafted
 with the model in eval mode, so that the attack's forward passes neither read the batch's own
-statistics nor write BatchNorm's running statistics (Pang et al. found this mode at least as
-robust; Madry's code crafts in train mode, which `craft_mode=train` reproduces).
+statistics nor write BatchNorm's running statistics, the mode Pang et al. recommend (Madry et
+al.'s code crafts in train mode, which `craft_mode=train` reproduces).
 
 Also here, because the three adversarial objectives (pgd-at, trades, fast-at) share them: the
 crafting context and the checks of eps, step size and crafting mode. The step itself is
