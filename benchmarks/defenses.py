@@ -39,8 +39,8 @@ def settings(which: str) -> tuple[dict, dict, str]:
              "optim": {"epochs": 8, "batch_size": 128, "lr": 0.1, "schedule": "onecycle"},
              "validation": {"every": 4},
              "runtime": {"device": "cpu", "precision": "bf16", "channels_last": True}},
-            {"eps": ["8/255"], "n_examples": 500},
-            "shared CIFAR-10 copy: 5,000 train images (stratified), 1,000 val, 500 test points "
+            {"eps": ["8/255"], "n_examples": 200},
+            "shared CIFAR-10 copy: 5,000 train images (stratified), 1,000 val, 200 test points "
             "(stratified); preactresnet18 at width 0.25; 8 epochs, one-cycle LR 0.1; bf16 "
             "training; Linf 8/255; evaluation in fp32")
 
