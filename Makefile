@@ -7,7 +7,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench leaderboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Regenerates the committed digits leaderboard in benchmarks/leaderboard/ (md, csv, png).
+leaderboard: install
+	$(BIN)/robench sweep benchmarks/leaderboard/digits.yaml
 
 lint: install
 	$(BIN)/ruff check robench tests benchmarks

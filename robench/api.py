@@ -352,7 +352,8 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
                           n_available=n_avail)
     outcomes, clean = [], None
     with Counter(quiet=quiet) as counter:
-        for eps in eps_list:
+        previous: Record | None = None  # the record at the next smaller eps
+        for eps in sorted(eps_list, key=lambda e: e.value):
             attacks, notes = _attacks_for(cfg, eps, stochastic)
             protocol = {"attacks": [a.describe() for a in attacks], "norm": cfg.norm,
                         "batch_size": [getattr(a, "batch_size", None) for a in attacks],
@@ -362,6 +363,7 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
             path = target.evals_dir / f"{key}.json"
             if path.is_file() and not force:
                 outcomes.append(EvalOutcome(records_mod.read(path), path, reused=True))
+                previous = outcomes[-1].record
                 continue
             state_path = target.evals_dir / f".{key}.state.pt"
             inner = [target.evals_dir / f".{key}.attack{i}.state" for i in range(len(attacks))]
@@ -387,13 +389,26 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
                                   f"to continue it.") from None
             _check_unchanged(model, before, was_training)
             record = _record(target, cfg, key, eps, attacks, state, selection, notes,
-                             _flags(state.steps, attacks, stochastic), device,
+                             _flags(state.steps, attacks, stochastic)
+                             + _curve_flags(state, previous), device,
                              seconds=state.clean_seconds + sum(s.seconds for s in state.steps))
             written = records_mod.write(record, target.evals_dir)
             for path_ in (state_path, *inner):
                 _unlink_state(path_)
             outcomes.append(EvalOutcome(record, written))
+            previous = record
     return outcomes
+
+
+def _curve_flags(state: ProtocolState, previous: Record | None) -> list[str]:
+    """A larger budget that leaves more points robust is a sign of gradient masking."""
+    if previous is None:
+        return []
+    robust = int(state.robust.sum()) / len(state.robust)
+    if robust > previous.robust_acc:
+        return [f"robust-accuracy-rose-with-eps (from {previous.robust_acc:.2%} at "
+                f"{previous.eps_text})"]
+    return []
 
 
 def _check_unchanged(model, before, was_training) -> None:

@@ -657,3 +657,101 @@ def attack_(
                   "and in [0, 1]")
     table.add_row("saved", str(o.path))
     stdout.print(table)
+
+
+# ---------------------------------------------------------------------------------------
+# report and sweep
+
+FORMATS_HELP = "Comma-separated: md, csv, html, json (RobustBench model_info), png."
+
+REPORT_HELP = """Leaderboards from result records: one table per dataset and threat model.
+
+Reads runs/*/evals/*.json (or the record files and run directories given), ranks models by
+robust accuracy (AutoAttack when recorded, else the strongest attack set, named), marks rows
+whose 95 % interval overlaps the leader's, and writes the formats asked for.
+
+Examples:
+
+  robench report runs/ --out leaderboard/
+
+  robench report runs/ --out leaderboard/ --format md,csv,html,json,png
+"""
+
+
+@app.command("report", help=REPORT_HELP)
+@user_errors
+def report_(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(None, help="Runs directories, run directories or "
+                                       "record files. \\[default: runs]"),
+    out: Path = typer.Option(None, "--out", "-o", help="Where to write the report files; "
+                             "without it, tables are only printed."),
+    formats: str = typer.Option("md,csv", "--format", "-f", help=FORMATS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
+) -> None:
+    from robench import report
+
+    loaded = report.load_records(paths or [Path("runs")])
+    for path, reason in loaded.skipped:
+        stderr.print(f"warning: skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    if loaded.skipped:
+        stderr.print(f"warning: {len(loaded.skipped)} record(s) skipped", highlight=False)
+    for old, new in loaded.replaced:
+        stderr.print(f"note: {old} is an older copy of the evaluation in {new}; kept the newer",
+                     highlight=False, soft_wrap=True)
+    if not quiet:
+        report.render_terminal(report.leaderboard(loaded), stdout)
+    if out is not None:
+        written = report.write_report(loaded, out, [f.strip() for f in formats.split(",")
+                                                    if f.strip()])
+        stderr.print(f"wrote {len(written)} file(s) to {out}", highlight=False)
+
+
+SWEEP_HELP = """Train and evaluate a grid of runs, then report them.
+
+Runs already complete are skipped and recorded evaluations are not repeated, so running a
+sweep again continues it. Exit code 1 if any run fails.
+
+Examples:
+
+  robench sweep benchmarks/leaderboard/digits.yaml
+
+  robench sweep grid.yaml --jobs 2 --dry-run
+"""
+
+
+@app.command("sweep", help=SWEEP_HELP)
+@user_errors
+def sweep_(
+    ctx: typer.Context,
+    grid: Path = typer.Argument(..., help="The sweep's YAML file."),
+    launcher: str = typer.Option("local", "--launcher", help="Where runs execute: local."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at a time (local launcher)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and stop."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    from robench import sweep
+    from robench.registry import load_all
+
+    load_all()
+    cfg = sweep.load_sweep(grid)
+    jobs_ = sweep.expand(cfg)
+    if dry_run:
+        for job in jobs_:
+            stdout.print(job.name, highlight=False)
+        return
+    from robench import report
+
+    log = None if quiet else (lambda line: stderr.print(line, highlight=False))
+    run = sweep.make_launcher(launcher, jobs=jobs, out=cfg.out, log=log)
+    results = run.run(jobs_)
+    failed = [r for r in results if not r.ok]
+    loaded = report.load_records([j.run_dir for j in jobs_ if (j.run_dir / "evals").is_dir()])
+    if not quiet:
+        report.render_terminal(report.leaderboard(loaded), stdout)
+    if cfg.report.out:
+        report.write_report(loaded, Path(cfg.report.out), cfg.report.formats)
+    if failed:
+        for r in failed:
+            stderr.print(f"[bold red]failed:[/] {r.job.name}: {r.message}", highlight=False)
+        raise typer.Exit(1)

@@ -227,3 +227,19 @@ def test_autoattack_in_the_protocol_matches_its_own_report_and_switches_to_rand_
     (outcome,) = evaluate(target, attacks=["autoattack"], eps=["0.2"], n_examples=20)
     assert outcome.record.per_attack[0].params["suite"]["version"] == "rand"
     assert "stochastic-model" in outcome.record.flags
+
+
+def test_robust_accuracy_rising_with_eps_is_flagged(digits_run, monkeypatch):
+    from robench.attacks import gradient
+
+    target = from_run(digits_run)
+    real_run = gradient.FGSM.run
+
+    def weaker_at_larger_eps(self, model, x, y):  # a masked-gradient stand-in
+        return x.clone() if self.eps > 0.15 else real_run(self, model, x, y)
+
+    monkeypatch.setattr(gradient.FGSM, "run", weaker_at_larger_eps)
+    outcomes = evaluate(target, attacks=["fgsm"], eps=["0.2", "0.1"], n_examples=40)
+    assert [o.record.eps for o in outcomes] == [0.1, 0.2]  # evaluated in increasing order
+    assert not outcomes[0].record.flags
+    assert any(f.startswith("robust-accuracy-rose-with-eps") for f in outcomes[1].record.flags)
