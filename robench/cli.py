@@ -692,13 +692,10 @@ def report_(
     from robench import report
 
     loaded = report.load_records(paths or [Path("runs")])
-    for path, reason in loaded.skipped:
-        stderr.print(f"warning: skipped {path}: {reason}", highlight=False, soft_wrap=True)
-    if loaded.skipped:
-        stderr.print(f"warning: {len(loaded.skipped)} record(s) skipped", highlight=False)
-    for old, new in loaded.replaced:
-        stderr.print(f"note: {old} is an older copy of the evaluation in {new}; kept the newer",
-                     highlight=False, soft_wrap=True)
+    for line in loaded.warnings():
+        stderr.print(f"warning: {line}", highlight=False, soft_wrap=True)
+    if loaded.skipped or loaded.replaced:
+        stderr.print(loaded.summary(), highlight=False, soft_wrap=True)
     if not quiet:
         report.render_terminal(report.leaderboard(loaded), stdout)
     if out is not None:
@@ -746,11 +743,16 @@ def sweep_(
     run = sweep.make_launcher(launcher, jobs=jobs, out=cfg.out, log=log)
     results = run.run(jobs_)
     failed = [r for r in results if not r.ok]
-    loaded = report.load_records([j.run_dir for j in jobs_ if (j.run_dir / "evals").is_dir()])
-    if not quiet:
-        report.render_terminal(report.leaderboard(loaded), stdout)
-    if cfg.report.out:
-        report.write_report(loaded, Path(cfg.report.out), cfg.report.formats)
+    evaluated = [j.run_dir for j in jobs_ if (j.run_dir / "evals").is_dir()]
+    if evaluated:
+        loaded = report.load_records(evaluated)
+        if not quiet:
+            report.render_terminal(report.leaderboard(loaded), stdout)
+        if cfg.report.out:
+            written = report.write_report(loaded, Path(cfg.report.out), cfg.report.formats)
+            if not quiet:
+                stderr.print(f"wrote {len(written)} file(s) to {cfg.report.out}",
+                             highlight=False)
     if failed:
         for r in failed:
             stderr.print(f"[bold red]failed:[/] {r.job.name}: {r.message}", highlight=False)

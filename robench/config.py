@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import types
@@ -278,9 +279,15 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise UserError(f"config key {key!r} needs {_type_name(tp)}, got {value!r}.")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Field types of a dataclass (resolving them is most of the cost of reading a record)."""
+    return typing.get_type_hints(cls)
+
+
 def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Instantiate dataclass `cls` from a nested dict, checking every key and type."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     known = [f.name for f in fields(cls)]
     for key in data:
         if key not in known:
