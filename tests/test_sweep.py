@@ -102,3 +102,8 @@ def test_a_failing_run_fails_the_sweep_with_exit_code_1(tmp_path):
     result = CliRunner().invoke(app, ["sweep", str(grid), "--quiet"])
     assert result.exit_code == 1
     assert "n-examples" in result.stderr
+
+
+def test_report_on_nothing_says_there_is_nothing_to_report(tmp_path):
+    line = one_line_error(CliRunner().invoke(app, ["report", str(tmp_path)]))
+    assert "nothing to report" in line
