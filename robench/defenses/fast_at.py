@@ -14,17 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robench.attacks.gradient import ascend
 from robench.attacks.losses import ce
-from robench.defenses.base import StepContext, StepOutput, register_defense
+from robench.defenses.base import register_defense
 from robench.defenses.pgd_at import (
+    CrossEntropyOnCrafted,
     check_attack_params,
     crafting,
     require,
-    resolved_eps,
     uniform_start,
 )
 
@@ -36,7 +35,7 @@ class FastATParams:
     craft_mode: str = "train"  # Wong et al.'s mode
 
 
-class FastATObjective:
+class FastATObjective(CrossEntropyOnCrafted):
     """CE on FGSM-RS examples; training accuracy is on those adversarial inputs."""
 
     name = "fast-at"
@@ -48,10 +47,6 @@ class FastATObjective:
         self.params = p
 
     @property
-    def eps(self) -> float:
-        return resolved_eps(self.name, self.params.eps)
-
-    @property
     def alpha(self) -> float:
         return self.params.alpha_ratio * self.eps
 
@@ -61,12 +56,6 @@ class FastATObjective:
             x_adv = ascend(model, x, y, uniform_start(x, self.eps), norm="Linf", eps=self.eps,
                            step_size=self.alpha, steps=1, loss_fn=ce)
         return x_adv.detach()
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 ctx: StepContext) -> StepOutput:
-        logits = model(self.craft(model, x, y))
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=ctx.label_smoothing)
-        return StepOutput(loss=loss, logits=logits)
 
 
 register_defense(

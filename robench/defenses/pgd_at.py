@@ -98,8 +98,30 @@ class PGDATParams:
     craft_mode: str = "eval"  # "train": as Madry et al.'s code
 
 
-class PGDATObjective:
-    """CE on PGD examples; training accuracy is therefore robust training accuracy."""
+class CrossEntropyOnCrafted:
+    """CE on the inputs `craft` makes; training accuracy is robust training accuracy.
+
+    Subclasses (pgd-at, fast-at) differ only in how they craft.
+    """
+
+    name = "objective"
+
+    @property
+    def eps(self) -> float:
+        return resolved_eps(self.name, self.params.eps)
+
+    def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 ctx: StepContext) -> StepOutput:
+        logits = model(self.craft(model, x, y))
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=ctx.label_smoothing)
+        return StepOutput(loss=loss, logits=logits)
+
+
+class PGDATObjective(CrossEntropyOnCrafted):
+    """CE on PGD examples."""
 
     name = "pgd-at"
 
@@ -108,10 +130,6 @@ class PGDATObjective:
         check_attack_params(self.name, p.eps, p.step_size, p.craft_mode)
         require(p.steps >= 1, f"{self.name}.steps must be >= 1, got {p.steps}.")
         self.params = p
-
-    @property
-    def eps(self) -> float:
-        return resolved_eps(self.name, self.params.eps)
 
     @property
     def step_size(self) -> float:
@@ -125,12 +143,6 @@ class PGDATObjective:
             x_adv = ascend(model, x, y, start, norm="Linf", eps=self.eps,
                            step_size=self.step_size, steps=p.steps, loss_fn=ce)
         return x_adv.detach()
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 ctx: StepContext) -> StepOutput:
-        logits = model(self.craft(model, x, y))
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=ctx.label_smoothing)
-        return StepOutput(loss=loss, logits=logits)
 
 
 register_defense(
