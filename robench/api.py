@@ -24,7 +24,7 @@ from robench import runs
 from robench.atomic import atomic_path
 from robench.attacks import Attack, create_attack
 from robench.config import EvalConfig, TrainConfig
-from robench.data import IMAGEFOLDER_PREFIX, DatasetSplits, load_dataset, to_float
+from robench.data import IMAGEFOLDER_PREFIX, DatasetSplits, Split, load_dataset, to_float
 from robench.defenses import Defense, resolve_defense
 from robench.errors import Interrupted, UserError
 from robench.evaluation import (
@@ -33,6 +33,7 @@ from robench.evaluation import (
     accuracy,
     clean_state,
     is_stochastic,
+    predict,
     run_attacks,
     select_points,
 )
@@ -47,7 +48,7 @@ from robench.records import (
     wilson_interval,
 )
 from robench.registry import ATTACKS, DATASETS
-from robench.runtime import autocast, evaluating, resolve_device, seed_everything
+from robench.runtime import autocast, resolve_device, seed_everything
 from robench.targets import Target
 from robench.threat import Eps, default_eps, parse_eps_list
 from robench.training import EpochCallback, fit
@@ -479,8 +480,8 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
     idx, method = select_points(target.test, n_examples, seed)
     x, y = to_float(target.test.x[idx]), target.test.y[idx]
     model = target.model.to(dev)
-    clean_pred = torch.cat([_predict(model, x[s:s + batch_size], dev, precision)
-                            for s in range(0, len(y), batch_size)])
+    clean_pred = predict(model, Split(x, y), device=dev, batch_size=batch_size,
+                         precision=precision)
     advs = []
     with Counter(quiet=quiet) as counter:
         task = counter.task(name, len(y))
@@ -490,8 +491,8 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
                                    y[s:s + batch_size].to(dev)).cpu())
             counter.advance(task, len(advs[-1]))
     x_adv = torch.cat(advs)
-    adv_pred = torch.cat([_predict(model, x_adv[s:s + batch_size], dev, precision)
-                          for s in range(0, len(y), batch_size)])
+    adv_pred = predict(model, Split(x_adv, y), device=dev, batch_size=batch_size,
+                       precision=precision)
     linf, l2 = perturbation_norms(x, x_adv)
     size = linf if norm == "Linf" else l2
     correct = clean_pred == y
@@ -514,8 +515,3 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
         in_range=bool(((x_adv >= 0) & (x_adv <= 1)).all()),
     )
 
-
-@torch.no_grad()
-def _predict(model, x, device, precision) -> torch.Tensor:
-    with evaluating(model), autocast(device, precision):
-        return model(x.to(device)).argmax(1).cpu()

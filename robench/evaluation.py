@@ -181,22 +181,24 @@ def _correct(model, x_adv, y, device, precision) -> torch.Tensor:
         return (model(x_adv).argmax(1) == y).cpu()
 
 
-def attacked_accuracy(model: torch.nn.Module, split: Split, attack: Attack, *,
+def attacked_accuracy(model: torch.nn.Module, split: Split, attacks: Sequence[Attack], *,
                       device: torch.device, batch_size: int = 512,
-                      precision: str = "fp32") -> float | None:
-    """Fraction of `split` classified correctly both as it is and under `attack`.
+                      precision: str = "fp32") -> list[float | None]:
+    """For each attack, the fraction of `split` classified correctly as it is and under it.
 
-    The attack searches on the model's faster equivalent view; the verdict is the model's.
+    The attacks search on one faster equivalent view of the model (built once for all of
+    them); every verdict is the model's own.
     """
     if len(split) == 0:
-        return None
+        return [None] * len(attacks)
     view = attack_view(model)
-    robust = 0
+    robust = [0] * len(attacks)
     for start in range(0, len(split), batch_size):
         x = to_float(split.x[start:start + batch_size].to(device))
         y = split.y[start:start + batch_size].to(device)
         clean = _correct(model, x, y, device, precision)
-        with autocast(device, precision):
-            x_adv = attack(view, x, y)
-        robust += int((clean & _correct(model, x_adv, y, device, precision)).sum())
-    return robust / len(split)
+        for i, attack in enumerate(attacks):
+            with autocast(device, precision):
+                x_adv = attack(view, x, y)
+            robust[i] += int((clean & _correct(model, x_adv, y, device, precision)).sum())
+    return [r / len(split) for r in robust]

@@ -143,8 +143,8 @@ def _validate(model, splits, cfg: TrainConfig, device, epoch: int) -> dict[str, 
         params = {"steps": v.steps} if v.attack in ("pgd", "cw") else {}
         attack = create_attack(v.attack, norm="Linf", eps=v.eps, seed=r.seed, params=params)
         fgsm = create_attack("fgsm", norm="Linf", eps=v.eps, seed=r.seed)
-        row["val_robust_acc"] = attacked_accuracy(model, splits.val, attack, **kwargs)
-        row["val_fgsm_acc"] = attacked_accuracy(model, splits.val, fgsm, **kwargs)
+        row["val_robust_acc"], row["val_fgsm_acc"] = attacked_accuracy(
+            model, splits.val, [attack, fgsm], **kwargs)
     return row
 
 
