@@ -25,7 +25,7 @@ from robench.atomic import atomic_path
 from robench.attacks import Attack, create_attack
 from robench.config import EvalConfig, TrainConfig
 from robench.data import IMAGEFOLDER_PREFIX, DatasetSplits, Split, load_dataset, to_float
-from robench.defenses import Defense, resolve_defense
+from robench.defenses import Defense, configure_model, resolve_defense
 from robench.errors import Interrupted, UserError
 from robench.evaluation import (
     ProtocolState,
@@ -115,6 +115,7 @@ def resolve_config(layers: Sequence[dict[str, Any]]) -> tuple[TrainConfig, Defen
     if not cfg.data.dataset.startswith(IMAGEFOLDER_PREFIX):
         DATASETS.entry(cfg.data.dataset)  # an unknown name: the did-you-mean error, first
     defense = resolve_defense(cfg.defense, cfg.defenses, dataset=cfg.data.dataset)
+    configure_model(defense, cfg.model)
     cfg.defenses = defense.params_dict()
     if cfg.validation.eps is None:  # the budget the defense trains for, else the dataset's
         trained = [p["eps"] for p in cfg.defenses.values() if p.get("eps") is not None]

@@ -1,6 +1,20 @@
 """Defenses: importing this package registers every defense."""
 
-from robench.defenses import fast_at, gaussian, pgd_at, standard, trades  # noqa: F401  (registers)
-from robench.defenses.base import Defense, StepContext, StepOutput, resolve_defense
+from robench.defenses import (  # noqa: F401  (importing a defense registers it)
+    fast_at,
+    gaussian,
+    kap,
+    pgd_at,
+    rcm,
+    standard,
+    trades,
+)
+from robench.defenses.base import (
+    Defense,
+    StepContext,
+    StepOutput,
+    configure_model,
+    resolve_defense,
+)
 
-__all__ = ["Defense", "StepContext", "StepOutput", "resolve_defense"]
+__all__ = ["Defense", "StepContext", "StepOutput", "configure_model", "resolve_defense"]

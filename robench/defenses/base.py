@@ -2,7 +2,12 @@
 
 `--defense a+b` composes the parts of several registered defenses: every transform is applied
 in the order written, and at most one of them may own the training objective (two objectives
-are a clash the user must resolve). A spec with no objective trains with `standard`.
+are a clash the user must resolve). An objective registered with `objective_yields` is a
+default: it trains the model only when no other part owns an objective (kap's noise training
+gives way to pgd-at in `kap+pgd-at`). A spec with no objective trains with `standard`.
+
+A defense may also set model options before the model is built (`configure_model`): RCM's
+stride configuration is an argument of the architecture, not a change made afterwards.
 """
 
 from __future__ import annotations
@@ -51,15 +56,20 @@ class DefenseSpec:
     params: type = NoParams
     transform: Callable[[nn.Module, Any], nn.Module] | None = None
     objective: Callable[[Any], Objective] | None = None
+    objective_yields: bool = False
+    configure_model: Callable[[Any, Any], Any] | None = None  # (params, ModelConfig) -> params
 
 
 def register_defense(name: str, description: str, *, params: type = NoParams,
                      transform: Callable | None = None,
-                     objective: Callable | None = None) -> DefenseSpec:
-    spec = DefenseSpec(params=params, transform=transform, objective=objective)
-    DEFENSES.add(name, spec, description,
-                 parts=", ".join(p for p, f in (("transform", transform),
-                                                ("objective", objective)) if f))
+                     objective: Callable | None = None,
+                     objective_yields: bool = False,
+                     configure_model: Callable | None = None) -> DefenseSpec:
+    spec = DefenseSpec(params=params, transform=transform, objective=objective,
+                       objective_yields=objective_yields, configure_model=configure_model)
+    parts = [("model options", configure_model), ("transform", transform),
+             ("default objective" if objective_yields else "objective", objective)]
+    DEFENSES.add(name, spec, description, parts=", ".join(p for p, f in parts if f))
     return spec
 
 
@@ -72,6 +82,7 @@ class Defense:
     params: dict[str, Any] = field(default_factory=dict)
     transforms: list[Callable[[nn.Module], nn.Module]] = field(default_factory=list)
     objective: Objective | None = None
+    objective_owner: str = "standard"
 
     def params_dict(self) -> dict[str, dict[str, Any]]:
         return {name: asdict(p) for name, p in self.params.items()}
@@ -106,7 +117,10 @@ def resolve_defense(spec: str, overrides: dict[str, dict[str, Any]] | None = Non
     if stray:
         raise UserError(f"parameters were given for defense {stray[0]!r}, which is not in the "
                         f"defense spec {spec!r}.")
-    owners = [n for n in names if specs[n].objective is not None]
+    owners = [n for n in names
+              if specs[n].objective is not None and not specs[n].objective_yields]
+    if not owners:
+        owners = [n for n in names if specs[n].objective is not None]
     if len(owners) > 1:
         raise UserError(f"defense spec {spec!r} has two training objectives ({owners[0]} and "
                         f"{owners[1]}); keep one of them.")
@@ -125,4 +139,12 @@ def resolve_defense(spec: str, overrides: dict[str, dict[str, Any]] | None = Non
     ]
     objective = specs[owners[0]].objective(params[owners[0]])
     return Defense(spec=spec, names=names, params=params, transforms=transforms,
-                   objective=objective)
+                   objective=objective, objective_owner=owners[0])
+
+
+def configure_model(defense: Defense, model_cfg: Any) -> None:
+    """Let each part set model options (in `model_cfg`, in place) before the model is built."""
+    for name in defense.names:
+        hook = DEFENSES.get(name).configure_model
+        if hook is not None:
+            defense.params[name] = hook(defense.params[name], model_cfg)

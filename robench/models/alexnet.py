@@ -57,6 +57,7 @@ class AlexNet(StagedNet):
     "AlexNet: k5 conv + 4 convs, 3 max-pools, GAP, fc 256-512-512 "
     "(Krizhevsky 2014; RCM CIFAR form)",
     default_strides="2222",
+    rcm_strides="1122",
 )
 def alexnet(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return AlexNet(

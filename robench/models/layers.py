@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -42,7 +43,92 @@ class Classifier(nn.Module):
     def __init__(self, normalize: Normalize, net: nn.Module):
         super().__init__()
         self.normalize = normalize
+        self.resize: nn.Module = nn.Identity()  # RCM's upsampling replaces it
         self.net = net
 
+    def net_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What `net` sees for images x: normalised, then resized (a defense splitting `net`
+        between stages starts from here)."""
+        return self.resize(self.normalize(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        return self.net(self.net_input(x))
+
+
+def kap_grid(channels: int) -> tuple[int, int]:
+    """The near-square grid KAP lays `channels` kernels out on: (rows, columns).
+
+    rows is the largest divisor of C not above sqrt(C), so C = rows * columns exactly and
+    channel c sits at row c // columns, column c % columns (methods.md, Seed 1). A prime C
+    gives a single row, where the 2-D form degenerates to the 1-D one.
+    """
+    rows = max(d for d in range(1, int(channels**0.5) + 1) if channels % d == 0)
+    return rows, channels // rows
+
+
+class KernelAveragePool(nn.Module):
+    """Mean of each channel's activation with its neighbours' at every pixel (KAP).
+
+    The kernels of a layer become an ensemble: a channel's output is the average of itself
+    and of the channels next to it on a fixed layout (a k x k window on the near-square grid
+    of `kap_grid` in the 2-D form, k consecutive channels in the 1-D form), so no single kernel
+    decides a feature alone (Bashivan et al. 2022). At a border the mean is over the
+    neighbours that exist, and channel count and spatial size are unchanged.
+
+    The average is linear across channels, so it is applied as a fixed C x C averaging matrix
+    (a 1x1 convolution): one GEMM that works for any grid, even one smaller than the window,
+    keeps channels-last layout and autocast. The matrix is a buffer rebuilt from the layer's
+    arguments, never saved, and the layer has no parameters.
+
+    `noise` adds N(0, noise^2) to the output in training and in evaluation alike, as the
+    authors' layer does; with it on, the model is stochastic and must be evaluated as such.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, form: str = "2d", noise: float = 0.0):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"KAP kernel_size must be odd and positive, got {kernel_size}")
+        if form not in ("1d", "2d"):
+            raise ValueError(f"KAP form must be '1d' or '2d', got {form!r}")
+        self.channels, self.kernel_size, self.form, self.noise = channels, kernel_size, form, noise
+        self.grid = kap_grid(channels) if form == "2d" else (channels, 1)
+        self.register_buffer("weight", self._averaging_matrix(), persistent=False)
+
+    def _averaging_matrix(self) -> torch.Tensor:
+        rows, columns = self.grid
+        reach = (self.kernel_size - 1) // 2
+        c = torch.arange(self.channels)
+        row, column = c // columns, c % columns
+        near = ((row[:, None] - row[None, :]).abs() <= reach) & (
+            (column[:, None] - column[None, :]).abs() <= reach
+        )
+        matrix = near.float() / near.sum(dim=1, keepdim=True)
+        return matrix[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(x, self.weight.to(x.dtype))
+        if self.noise > 0:
+            out = out + self.noise * torch.randn_like(out)
+        return out
+
+    def extra_repr(self) -> str:
+        text = f"{self.channels}, kernel_size={self.kernel_size}, form={self.form!r}"
+        return text + (f", noise={self.noise}" if self.noise else "")
+
+
+class Upsample(nn.Module):
+    """Interpolate the (normalised) input by `scale`: RCM's larger feature maps at no new weight.
+
+    Sitting inside the model, after normalisation, it keeps the attack on the original image:
+    eps is still measured on the 32x32 [0, 1] input the user gives.
+    """
+
+    def __init__(self, scale: int = 2, mode: str = "nearest"):
+        super().__init__()
+        self.scale, self.mode = scale, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale, mode=self.mode)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, mode={self.mode!r}"

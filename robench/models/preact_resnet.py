@@ -79,6 +79,7 @@ class PreActResNet(StagedNet):
     "PreActResNet-18: 3x3 stem without BN, pre-activation BasicBlock [2,2,2,2], final BN-ReLU, "
     "GAP (He et al. 2016; CIFAR form of Rice et al. 2020)",
     default_strides="1222",
+    rcm_strides="1122",
 )
 def preactresnet18(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return PreActResNet(

@@ -115,6 +115,7 @@ def _resnet(arch: str, block, depths, in_channels, num_classes, strides, width) 
     "resnet18",
     "ResNet-18: 3x3 stem, BasicBlock [2,2,2,2], widths 64-512, GAP (He et al. 2016, CIFAR form)",
     default_strides="1222",
+    rcm_strides="1122",
 )
 def resnet18(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _resnet("resnet18", BasicBlock, (2, 2, 2, 2), in_channels, num_classes, strides, width)
@@ -124,6 +125,7 @@ def resnet18(*, in_channels: int, num_classes: int, strides: str, width: float) 
     "resnet34",
     "ResNet-34: 3x3 stem, BasicBlock [3,4,6,3], widths 64-512, GAP (He et al. 2016, CIFAR form)",
     default_strides="1222",
+    rcm_strides="1122",
 )
 def resnet34(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _resnet("resnet34", BasicBlock, (3, 4, 6, 3), in_channels, num_classes, strides, width)
@@ -133,6 +135,7 @@ def resnet34(*, in_channels: int, num_classes: int, strides: str, width: float) 
     "resnet50",
     "ResNet-50: 3x3 stem, Bottleneck [3,4,6,3] x4 expansion, GAP (He et al. 2016, CIFAR form)",
     default_strides="1222",
+    rcm_strides="1122",
 )
 def resnet50(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _resnet("resnet50", Bottleneck, (3, 4, 6, 3), in_channels, num_classes, strides, width)

@@ -44,6 +44,7 @@ class SmallCNN(StagedNet):
     "cnn",
     "Small CNN: three 3x3 conv-BN-ReLU (32-64-128), GAP, linear (robench's own, for digits/MNIST)",
     default_strides="12",
+    rcm_strides="11",
 )
 def cnn(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return SmallCNN(

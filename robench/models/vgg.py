@@ -90,41 +90,49 @@ def _describe(depth: int, batch_norm: bool) -> str:
     )
 
 
-@ARCHS.register("vgg11", _describe(11, batch_norm=False), default_strides="22222")
+@ARCHS.register("vgg11", _describe(11, batch_norm=False), default_strides="22222",
+                rcm_strides="11222")
 def vgg11(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg11", 11, False, in_channels, num_classes, strides, width)
 
 
-@ARCHS.register("vgg13", _describe(13, batch_norm=False), default_strides="22222")
+@ARCHS.register("vgg13", _describe(13, batch_norm=False), default_strides="22222",
+                rcm_strides="11222")
 def vgg13(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg13", 13, False, in_channels, num_classes, strides, width)
 
 
-@ARCHS.register("vgg16", _describe(16, batch_norm=False), default_strides="22222")
+@ARCHS.register("vgg16", _describe(16, batch_norm=False), default_strides="22222",
+                rcm_strides="11222")
 def vgg16(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg16", 16, False, in_channels, num_classes, strides, width)
 
 
-@ARCHS.register("vgg19", _describe(19, batch_norm=False), default_strides="22222")
+@ARCHS.register("vgg19", _describe(19, batch_norm=False), default_strides="22222",
+                rcm_strides="11222")
 def vgg19(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg19", 19, False, in_channels, num_classes, strides, width)
 
 
-@ARCHS.register("vgg11_bn", _describe(11, batch_norm=True), default_strides="22222")
+@ARCHS.register("vgg11_bn", _describe(11, batch_norm=True), default_strides="22222",
+                rcm_strides="11222")
 def vgg11_bn(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg11_bn", 11, True, in_channels, num_classes, strides, width)
 
 
-@ARCHS.register("vgg13_bn", _describe(13, batch_norm=True), default_strides="22222")
+@ARCHS.register("vgg13_bn", _describe(13, batch_norm=True), default_strides="22222",
+                rcm_strides="11222")
 def vgg13_bn(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg13_bn", 13, True, in_channels, num_classes, strides, width)
 
 
-@ARCHS.register("vgg16_bn", _describe(16, batch_norm=True), default_strides="22222")
+@ARCHS.register("vgg16_bn", _describe(16, batch_norm=True), default_strides="22222",
+                rcm_strides="11222")
 def vgg16_bn(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg16_bn", 16, True, in_channels, num_classes, strides, width)
 
 
-@ARCHS.register("vgg19_bn", _describe(19, batch_norm=True), default_strides="22222")
+@ARCHS.register("vgg19_bn", _describe(19, batch_norm=True), default_strides="22222",
+                rcm_strides="11222")
 def vgg19_bn(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _vgg("vgg19_bn", 19, True, in_channels, num_classes, strides, width)

@@ -102,6 +102,7 @@ def _wrn(arch, depth, widen, in_channels, num_classes, strides, width) -> WideRe
     "WideResNet-28-10: pre-activation blocks 4 per group, widths 160-640, final BN-ReLU, GAP "
     "(Zagoruyko & Komodakis 2016; TRADES/RobustBench definition)",
     default_strides="122",
+    rcm_strides="112",
 )
 def wrn_28_10(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _wrn("wrn-28-10", 28, 10, in_channels, num_classes, strides, width)
@@ -112,6 +113,7 @@ def wrn_28_10(*, in_channels: int, num_classes: int, strides: str, width: float)
     "WideResNet-34-10: pre-activation blocks 5 per group, widths 160-640, final BN-ReLU, GAP "
     "(Zagoruyko & Komodakis 2016; TRADES/RobustBench definition)",
     default_strides="122",
+    rcm_strides="112",
 )
 def wrn_34_10(*, in_channels: int, num_classes: int, strides: str, width: float) -> nn.Module:
     return _wrn("wrn-34-10", 34, 10, in_channels, num_classes, strides, width)
