@@ -501,6 +501,15 @@ Examples:
   robench eval runs/<run-id> -A pgd --steps 50 --restarts 5 --eps 2/255,4/255,8/255
 
   robench eval --model mine.py:build --weights w.safetensors --dataset cifar10
+
+  robench eval runs/<run-id> --attack corruptions --reference runs/<standard-run-id>
+
+  robench eval runs/<run-id> -A corruptions --corruptions fog,snow --severities 3-5
+
+--attack corruptions is the common-corruption threat model (CIFAR-10-C protocol): accuracy
+per corruption and severity, their mean, and mCE against --reference. It reads the
+published CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C files when they are in the data
+directory, and generates the corruptions otherwise (robench list corruptions).
 """
 
 
@@ -539,6 +548,17 @@ def eval_(
                              "\\[default: runs/external-<name>/evals]",
                              rich_help_panel="Your own model"),
     name: str = _NAME_OPT,
+    corruptions: str = typer.Option(None, "--corruptions", help="Comma-separated names, "
+                                    "'benchmark' (the 15) or 'all' (with the 4 extra). "
+                                    "\\[default: benchmark]", rich_help_panel="Corruptions"),
+    severities: str = typer.Option("1-5", "--severities", help="e.g. 1-5, 3 or 1,3,5.",
+                                   rich_help_panel="Corruptions"),
+    reference: Path = typer.Option(None, "--reference", help="Run to compute mCE against "
+                                   "(evaluated with the same protocol).",
+                                   rich_help_panel="Corruptions"),
+    generated: bool = typer.Option(False, "--generated", help="Generate the corruptions even "
+                                   "when pre-made files are in the data directory.",
+                                   rich_help_panel="Corruptions"),
 ) -> None:
     from robench import api
     from robench.config import EvalConfig
@@ -546,6 +566,14 @@ def eval_(
 
     load_all()
     attacks = attack or ["autoattack"]
+    if "corruptions" in attacks:
+        _eval_corruptions(locals())
+        return
+    for flag, value in (("--corruptions", corruptions), ("--reference", reference),
+                        ("--generated", generated or None),
+                        ("--severities", None if severities == "1-5" else severities)):
+        if value is not None:
+            raise UserError(f"{flag} goes with --attack corruptions.")
     cfg = EvalConfig(attacks=attacks, params=_attack_params(attacks, set_, steps, restarts),
                      norm=norm.value, eps=eps or [],
                      n_examples=_n_examples(n_examples, None),
@@ -560,6 +588,70 @@ def eval_(
         sys.stdout.write(json.dumps([o.record.to_dict() for o in outcomes], indent=2) + "\n")
         return
     _print_eval(target.label, outcomes)
+
+
+def _eval_corruptions(args: dict[str, Any]) -> None:
+    """`robench eval --attack corruptions`: its own threat model, so its own flags."""
+    from robench import targets
+    from robench.corruption_eval import CorruptionConfig, evaluate_corruptions, parse_severities
+
+    if args["attack"] != ["corruptions"]:
+        raise UserError("--attack corruptions is a threat model of its own; run it without "
+                        "other attacks (and the Lp attacks in a separate robench eval).")
+    for flag, key in (("--eps", "eps"), ("--set", "set_"), ("--steps", "steps"),
+                      ("--restarts", "restarts"), ("--resume", "resume")):
+        if args[key]:
+            raise UserError(f"{flag} has no meaning for --attack corruptions.")
+    cfg = CorruptionConfig(corruptions=_corruption_names(args["corruptions"]),
+                           severities=parse_severities(args["severities"]),
+                           n_examples=_n_examples(args["n_examples"], None),
+                           all_examples=(args["n_examples"] or "").strip().lower() == "all",
+                           seed=args["seed"], batch_size=args["batch_size"],
+                           precision=args["precision"].value, device=args["device"],
+                           premade=not args["generated"]).validate()
+    target = _target(args["run"], args["model"], args["weights"], args["dataset"],
+                     args["data_dir"], args["image_size"], args["mean"], args["std"],
+                     args["out"], args["name"], args["checkpoint"])
+    reference = targets.from_run(args["reference"]) if args["reference"] else None
+    outcome = evaluate_corruptions(target, cfg, reference=reference, quiet=args["quiet"],
+                                   force=args["force"])
+    if args["as_json"]:
+        sys.stdout.write(json.dumps([outcome.record.to_dict()], indent=2) + "\n")
+        return
+    _print_corruptions(target.label, outcome)
+
+
+def _print_corruptions(label: str, outcome) -> None:
+    r = outcome.record
+    c = r.corruptions
+    table = Table(title=f"{label}: {r.dataset}, common corruptions ({c.source.split(':')[0]}), "
+                        f"{r.selection.n_examples} points", title_justify="left")
+    table.add_column("corruption", no_wrap=True)
+    for s in c.severities:
+        table.add_column(f"s{s}", justify="right")
+    table.add_column("mean", justify="right", style="bold")
+    if c.ce is not None:
+        table.add_column("CE", justify="right")
+    for name in c.corruptions:
+        accs = c.accuracy[name]
+        ce = [] if c.ce is None else [_ratio(c.ce[name])]
+        table.add_row(name, *[f"{a:.1%}" for a in accs], f"{sum(accs) / len(accs):.1%}", *ce)
+    stdout.print(table)
+    lo, hi = r.robust_ci95
+    summary = (f"clean {r.clean_acc:.2%}, mean corruption accuracy {r.robust_acc:.2%} "
+               f"[{lo:.1%}, {hi:.1%}]")
+    if c.mce is not None:
+        summary += (f", mCE {_ratio(c.mce)}, relative mCE {_ratio(c.relative_mce)} "
+                    f"(reference {c.reference}: clean {c.reference_clean_acc:.2%})")
+    stdout.print(summary + (" (recorded)" if outcome.reused else ""), highlight=False)
+    for note in r.notes:
+        stderr.print(f"note: {note}", highlight=False)
+    stderr.print(f"record: {outcome.path}", highlight=False, soft_wrap=True)
+
+
+def _ratio(value: float | None) -> str:
+    """A corruption error as the paper prints it: percent of the reference's error."""
+    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def _print_eval(label: str, outcomes) -> None:
@@ -587,6 +679,66 @@ def _print_eval(label: str, outcomes) -> None:
         for note in o.record.notes:
             stderr.print(f"note: {note}", highlight=False)
         stderr.print(f"record: {o.path}", highlight=False, soft_wrap=True)
+
+
+CORRUPT_HELP = """Save a picture of one test image under every corruption and severity.
+
+Shows what --attack corruptions measures: rows are corruptions, columns the clean image
+and severities 1-5, generated by robench (robench list corruptions).
+
+Examples:
+
+  robench corrupt --dataset cifar10 --data-dir data --index 7 --out corruptions.png
+
+  robench corrupt runs/<run-id> --corruptions all --severities 1,3,5
+"""
+
+
+@app.command("corrupt", help=CORRUPT_HELP)
+@user_errors
+def corrupt(
+    ctx: typer.Context,
+    run: Path = typer.Argument(None, help="A run directory: its dataset is used.",
+                               show_default=False),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset, without a run."),
+    data_dir: str = typer.Option(None, "--data-dir"),
+    image_size: int = typer.Option(None, "--image-size"),
+    index: int = typer.Option(0, "--index", "-i", help="Which test image."),
+    corruptions: str = typer.Option("benchmark", "--corruptions", help="Comma-separated "
+                                    "names, 'benchmark' (the 15) or 'all' (with the 4 extra)."),
+    severities: str = typer.Option("1-5", "--severities"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("corruptions.png"), "--out", "-o", help="PNG to write."),
+) -> None:
+    from robench import corruption_grid, runs
+    from robench.config import load_yaml
+    from robench.corruption_eval import CorruptionConfig, parse_severities
+    from robench.data import load_dataset
+
+    if (run is None) == (dataset is None):
+        raise UserError("give a run directory or --dataset (one of them).")
+    if run is not None:
+        cfg = load_yaml(runs.require_run(run) / runs.CONFIG)["data"]
+        dataset, data_dir, image_size = cfg["dataset"], cfg.get("data_dir"), cfg.get("image_size")
+    cfg = CorruptionConfig(corruptions=_corruption_names(corruptions),
+                           severities=parse_severities(severities)).validate()
+    test = load_dataset(dataset, data_dir=data_dir, image_size=image_size).test
+    if not 0 <= index < len(test):
+        raise UserError(f"--index {index} is outside the {len(test)} test images of {dataset}; "
+                        f"give 0 to {len(test) - 1}.")
+    grid = corruption_grid.corruption_grid(test.x[index], cfg.corruptions, cfg.severities, seed)
+    path = corruption_grid.save_grid(grid, cfg.corruptions, cfg.severities, out,
+                                     f"{dataset}, test image {index} (class {int(test.y[index])})")
+    stderr.print(f"wrote {path}", highlight=False)
+
+
+def _corruption_names(text: str | None) -> list[str]:
+    from robench import corruptions as corruption_lib
+
+    text = (text or "benchmark").strip()
+    return {"benchmark": list(corruption_lib.names()),
+            "all": list(corruption_lib.names(extra=True))}.get(
+        text, [c.strip() for c in text.split(",") if c.strip()])
 
 
 ATTACK_HELP = """Craft adversarial examples for N test points and save them.
@@ -689,7 +841,7 @@ def report_(
     formats: str = typer.Option("md,csv", "--format", "-f", help=FORMATS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
 ) -> None:
-    from robench import report
+    from robench import report, report_corruptions
 
     loaded = report.load_records(paths or [Path("runs")])
     for line in loaded.warnings():
@@ -697,7 +849,8 @@ def report_(
     if loaded.skipped or loaded.replaced:
         stderr.print(loaded.summary(), highlight=False, soft_wrap=True)
     if not quiet:
-        report.render_terminal(report.leaderboard(loaded), stdout)
+        report.render_terminal(report.leaderboard(loaded), stdout,
+                               report_corruptions.corruption_tables(loaded))
     if out is not None:
         written = report.write_report(loaded, out, [f.strip() for f in formats.split(",")
                                                     if f.strip()])
@@ -737,7 +890,7 @@ def sweep_(
         for job in jobs_:
             stdout.print(job.name, highlight=False)
         return
-    from robench import report
+    from robench import report, report_corruptions
 
     log = None if quiet else (lambda line: stderr.print(line, highlight=False))
     run = sweep.make_launcher(launcher, jobs=jobs, out=cfg.out, log=log)
@@ -747,7 +900,8 @@ def sweep_(
     if evaluated:
         loaded = report.load_records(evaluated)
         if not quiet:
-            report.render_terminal(report.leaderboard(loaded), stdout)
+            report.render_terminal(report.leaderboard(loaded), stdout,
+                               report_corruptions.corruption_tables(loaded))
         if cfg.report.out:
             written = report.write_report(loaded, Path(cfg.report.out), cfg.report.formats)
             if not quiet:

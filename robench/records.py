@@ -21,8 +21,12 @@ from robench.atomic import atomic_write_json
 from robench.config import build
 from robench.errors import UserError
 
-SCHEMA_VERSION = 1
+# Version 2 added `corruptions` (the common-corruption threat model); version 1 records are
+# version 2 records without it and are read as they are.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 EVALS = "evals"
+CORRUPTIONS = "corruptions"  # the `norm` of a common-corruption record
 
 
 @dataclass
@@ -46,6 +50,31 @@ class AttackResult:
     broken: int  # points this attack broke that were still robust before it
     attacked: int  # points it was run on
     seconds: float
+
+
+@dataclass
+class CorruptionResult:
+    """Accuracy under common corruptions (Hendrycks & Dietterich 2019), per setting.
+
+    In such a record `robust_acc` is the mean accuracy over every corruption and severity
+    (RobustBench's corruptions accuracy); it may exceed clean accuracy, which Lp records
+    never do. Errors relative to a reference model follow the paper: CE_c = sum_s E_{c,s} /
+    sum_s E^ref_{c,s}, relative CE_c = sum_s (E_{c,s} - E_clean) / sum_s (E^ref_{c,s} -
+    E^ref_clean), and mCE / relative mCE their means over corruptions.
+    """
+
+    source: str  # "generated" (robench's implementation) or "premade:<folder>"
+    corruptions: list[str]
+    severities: list[int]
+    accuracy: dict[str, list[float]]  # per corruption, one value per severity
+    mean_acc: float
+    reference: str | None = None  # the reference model's run id or label
+    reference_clean_acc: float | None = None
+    reference_accuracy: dict[str, list[float]] | None = None
+    ce: dict[str, float | None] | None = None
+    mce: float | None = None
+    relative_ce: dict[str, float | None] | None = None
+    relative_mce: float | None = None
 
 
 @dataclass
@@ -89,6 +118,7 @@ class Record:
     autoattack_acc: float | None = None
     additional_data: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    corruptions: CorruptionResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,9 +150,10 @@ def record_key(attacks: list[str], norm: str, eps_slug: str, n_examples: int,
 def validate(data: dict[str, Any], source: str = "record") -> Record:
     """A typed Record from a dict; refuses any other schema version or shape."""
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise UserError(f"{source} has schema version {version!r}; this robench reads "
-                        f"version {SCHEMA_VERSION}.")
+                        f"versions {readable}.")
     for name in ("eps", "clean_acc", "robust_acc"):  # numbers, never text such as "8/255"
         value = data.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -132,7 +163,10 @@ def validate(data: dict[str, Any], source: str = "record") -> Record:
         value = getattr(record, name)
         if not 0 <= value <= 1:
             raise UserError(f"{source}: {name} {value} is not a fraction in [0, 1].")
-    if record.robust_acc > record.clean_acc + 1e-12:
+    if (record.norm == CORRUPTIONS) != (record.corruptions is not None):
+        raise UserError(f"{source}: a '{CORRUPTIONS}' record needs its per-corruption "
+                        f"results, and only such a record has them.")
+    if record.norm != CORRUPTIONS and record.robust_acc > record.clean_acc + 1e-12:
         raise UserError(f"{source}: robust accuracy {record.robust_acc} exceeds clean "
                         f"accuracy {record.clean_acc}.")
     return record

@@ -94,6 +94,7 @@ ARCHS = Registry("arch")
 DEFENSES = Registry("defense")
 ATTACKS = Registry("attack")
 RECIPES = Registry("recipe")
+CORRUPTIONS = Registry("corruption")
 
 REGISTRIES: dict[str, Registry] = {
     "datasets": DATASETS,
@@ -101,11 +102,12 @@ REGISTRIES: dict[str, Registry] = {
     "defenses": DEFENSES,
     "attacks": ATTACKS,
     "recipes": RECIPES,
+    "corruptions": CORRUPTIONS,
 }
 
 # Modules whose import fills the registries above.
 _PROVIDERS = ("robench.data", "robench.models", "robench.defenses", "robench.attacks",
-              "robench.recipes")
+              "robench.recipes", "robench.corruptions")
 
 
 def load_all() -> None:

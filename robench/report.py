@@ -30,7 +30,7 @@ import yaml
 
 from robench.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from robench.errors import UserError
-from robench.records import EVALS, SCHEMA_VERSION, Record, validate
+from robench.records import CORRUPTIONS, EVALS, READABLE_VERSIONS, Record, validate
 
 FORMATS = ("md", "csv", "html", "json", "png")
 COLUMNS = ["rank", "defense", "arch", "clean", "robust", "ci_low", "ci_high", "attacks", "n",
@@ -105,9 +105,10 @@ def _read(path: Path) -> Record:
         raise ValueError(f"not valid JSON, truncated or corrupt ({exc})") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ValueError("not a result record (no schema_version)")
-    if data["schema_version"] != SCHEMA_VERSION:
+    if data["schema_version"] not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise ValueError(f"schema version {data['schema_version']}, this robench reads "
-                         f"{SCHEMA_VERSION}")
+                         f"{readable}")
     try:
         return validate(data, source=path.name)
     except (UserError, TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -223,7 +224,8 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
     """
     groups: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     for r, path in loaded.records:
-        groups[(r.dataset, r.norm, float(r.eps))][_model_id(r)].append((r, path))
+        if r.norm != CORRUPTIONS:  # their own tables: robench.report_corruptions
+            groups[(r.dataset, r.norm, float(r.eps))][_model_id(r)].append((r, path))
     names, cache, tables = _model_names(loaded.records), {}, {}
     for key in sorted(groups):
         rows = []
@@ -331,8 +333,11 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _sections(tables: dict) -> list[tuple[str, list[tuple[str, pd.DataFrame]]]]:
+def _sections(tables: dict, corruption_tables: dict | None = None
+              ) -> list[tuple[str, list[tuple[str, pd.DataFrame]]]]:
     """Per table: its heading and (title, display frame) parts, shared by md and html."""
+    from robench import report_corruptions as rc
+
     out = []
     for key, table in tables.items():
         parts = [("", display(table)),
@@ -342,7 +347,15 @@ def _sections(tables: dict) -> list[tuple[str, list[tuple[str, pd.DataFrame]]]]:
         if (agg["n_seeds"] > 1).any():
             parts.append(("Runs that differ only in the seed", _display_seeds(agg)))
         out.append((heading(key, table), parts))
+    out += [(rc.heading(key), [("", rc.display(table))])
+            for key, table in (corruption_tables or {}).items()]
     return out
+
+
+def _legend(title: str) -> str:
+    from robench import report_corruptions as rc
+
+    return rc.LEGEND if "common corruptions" in title else LEGEND
 
 
 def _markdown(loaded: LoadedRecords, sections) -> str:
@@ -353,7 +366,7 @@ def _markdown(loaded: LoadedRecords, sections) -> str:
         for sub, frame in parts:
             lines += ([f"### {sub}", ""] if sub else []) + [_markdown_table(frame), ""]
             if not sub:
-                lines += [LEGEND, ""]
+                lines += [_legend(title), ""]
     return "\n".join(lines)
 
 
@@ -368,7 +381,7 @@ def _html(loaded: LoadedRecords, sections) -> str:
         for sub, frame in parts:
             body.append(f"<h3>{escape(sub)}</h3>" if sub else "")
             body.append(frame.to_html(index=False, escape=True, border=0))
-            body.append("" if sub else f"<p>{escape(LEGEND)}</p>")
+            body.append("" if sub else f"<p>{escape(_legend(title))}</p>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>robench leaderboard"
@@ -434,6 +447,8 @@ def _plots(loaded: LoadedRecords, tables: dict, out: Path) -> list[Path]:
     curves: dict[tuple, dict[tuple, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     names = _model_names(loaded.records)
     for r, _ in loaded.records:
+        if r.norm == CORRUPTIONS:
+            continue
         line = curves[(r.dataset, r.norm)][(names[_model_id(r)], "+".join(r.attacks))]
         line[float(r.eps)] = min(line.get(float(r.eps), 1.0), r.robust_acc)
     for (dataset, norm), lines in sorted(curves.items()):
@@ -471,8 +486,10 @@ def write_report(loaded: LoadedRecords, out: Path,
     except OSError as exc:
         raise UserError(f"cannot write the report to {str(out)!r} "
                         f"({exc.strerror or exc}).") from None
-    tables = leaderboard(loaded)
-    sections = _sections(tables) if {"md", "html"} & set(formats) else []
+    from robench import report_corruptions as rc
+
+    tables, corruption_tables = leaderboard(loaded), rc.corruption_tables(loaded)
+    sections = _sections(tables, corruption_tables) if {"md", "html"} & set(formats) else []
     eps_count = Counter(key[:2] for key in tables)
     written: list[Path] = []
     for fmt in dict.fromkeys(formats):
@@ -487,6 +504,10 @@ def write_report(loaded: LoadedRecords, out: Path,
                 path = out / f"{table_name(key, table)}.csv"
                 atomic_write_text(path, table.to_csv(index=False))
                 written.append(path)
+            for key, table in corruption_tables.items():
+                path = out / f"{rc.table_name(key)}.csv"
+                atomic_write_text(path, table.to_csv(index=False))
+                written.append(path)
         elif fmt == "json":
             for key, table in tables.items():
                 folder = out / "model_info" / _slug(key[0]) / _slug(key[1])
@@ -494,14 +515,27 @@ def write_report(loaded: LoadedRecords, out: Path,
                     folder /= f"eps-{_slug(table.attrs.get('eps_text', f'{key[2]:g}'))}"
                 written += [_write_json(p, info) for p, info in _model_infos(key, table, folder)]
         elif fmt == "png":
-            written += _plots(loaded, tables, out)
+            written += _plots(loaded, tables, out) + rc.heat_maps(corruption_tables, out)
     return written
 
 
-def render_terminal(tables: dict[tuple[str, str, float], pd.DataFrame], console) -> None:
+def render_terminal(tables: dict[tuple[str, str, float], pd.DataFrame], console,
+                    corruption_tables: dict | None = None) -> None:
     """Each leaderboard as a rich table, with the overlap legend once at the end."""
     from rich.table import Table
 
+    from robench import report_corruptions as rc
+
+    for key, table in (corruption_tables or {}).items():
+        shown = rc.display(table, per_corruption=False)
+        rich_table = Table(title=rc.heading(key), caption="per-corruption accuracy: in the "
+                           "Markdown and CSV report (--out)")
+        for col in shown.columns:
+            rich_table.add_column(col, justify="left" if col in ("run", "defense", "arch")
+                                  else "right")
+        for row in shown.itertuples(index=False):
+            rich_table.add_row(*map(str, row))
+        console.print(rich_table)
     for key, table in tables.items():
         shown = display(table)
         rich_table = Table(title=heading(key, table))

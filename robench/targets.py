@@ -26,6 +26,7 @@ class Target:
     source: ModelSource
     evals_dir: Path  # where records go
     label: str  # the name shown in tables
+    data_dir: str | None = None  # where pre-made corrupted test sets are looked for
 
     @property
     def adv_dir(self) -> Path:
@@ -54,7 +55,7 @@ def from_run(run_dir: str | Path, checkpoint: str = "final") -> Target:
                          weights_sha256=sha256(weights), arch=cfg.model.arch,
                          defense=cfg.defense)
     return Target(model=model.eval(), info=splits.info, test=splits.test, source=source,
-                  evals_dir=run_dir / EVALS, label=run_dir.name)
+                  evals_dir=run_dir / EVALS, label=run_dir.name, data_dir=cfg.data.data_dir)
 
 
 def from_external(spec: str, *, weights: str | Path | None, dataset: str,
@@ -70,4 +71,4 @@ def from_external(spec: str, *, weights: str | Path | None, dataset: str,
     label = f"external-{ext.name}"
     evals_dir = Path(out) if out is not None else Path("runs") / label / EVALS
     return Target(model=ext.model, info=splits.info, test=splits.test, source=source,
-                  evals_dir=evals_dir, label=label)
+                  evals_dir=evals_dir, label=label, data_dir=data_dir)

@@ -19,15 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from robench.errors import UserError
-from robench.registry import Registry
+from robench.registry import CORRUPTIONS
 
 SEVERITIES = (1, 2, 3, 4, 5)
 REFERENCE_SIZE = 32  # the side the CIFAR-10-C parameters were chosen for
 
 Corruption = Callable[..., torch.Tensor]
-
-CORRUPTIONS = Registry("corruption")
-
 
 def check_severity(severity: object) -> int:
     """`severity` if it is one of 1..5; a user error naming it otherwise."""

@@ -32,7 +32,7 @@ from robench.data.stats import channel_stats
 from robench.errors import UserError
 from robench.registry import DATASETS
 
-_DEFAULT_DATA_DIR = "./data"
+DEFAULT_DATA_DIR = "./data"
 
 
 def load_dataset(
@@ -103,7 +103,7 @@ def _resolve(name: str, data_dir: str | Path | None) -> tuple[Callable, dict, Pa
         raise UserError(
             f"dataset {name!r} needs a folder: write {name}:<path>, e.g. {name}:data/my-images."
         )
-    return entry.obj, entry.meta, Path(data_dir if data_dir is not None else _DEFAULT_DATA_DIR)
+    return entry.obj, entry.meta, Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
 
 
 def _check_positive(what: str, value: int, valid: str) -> None:
