@@ -190,6 +190,7 @@ def _train_epoch(model, defense, train, cfg, epoch, n_steps, optimizer, augment,
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
+    after_step = getattr(defense.objective, "after_step", None)
     for i in range(n_steps):
         step = (epoch - 1) * n_steps + i
         lr = lr_at(o, step, n_steps)
@@ -205,6 +206,9 @@ def _train_epoch(model, defense, train, cfg, epoch, n_steps, optimizer, augment,
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
+        if after_step is not None:  # an objective with a second update (group-wise inhibition)
+            with autocast(device, r.precision):
+                after_step(model, x, y, ctx, optimizer)
         loss = out.loss.detach()
         loss_sum += loss * len(idx)
         correct += (out.logits.detach().argmax(1) == y).sum()

@@ -40,6 +40,13 @@ class StepOutput:
 
 
 class Objective(Protocol):
+    """The loss of one batch; the loop does backward and the optimiser step.
+
+    An objective may also define `after_step(model, x, y, ctx, optimizer)`, called after
+    the loop's step with the same batch, for a method that makes a second update of its own
+    (group-wise inhibition does); it must zero gradients and step the optimiser itself.
+    """
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  ctx: StepContext) -> StepOutput: ...
 
