@@ -4,6 +4,7 @@ from robench.defenses import (  # noqa: F401  (importing a defense registers it)
     fast_at,
     gaussian,
     kap,
+    local_balls,
     pgd_at,
     rcm,
     standard,
