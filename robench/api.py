@@ -124,8 +124,13 @@ def resolve_config(layers: Sequence[dict[str, Any]]) -> tuple[TrainConfig, Defen
     return cfg, defense
 
 
-def build_parts(cfg: TrainConfig, defense: Defense) -> tuple[DatasetSplits, torch.nn.Module]:
-    """Dataset and model for `cfg`: every input mistake surfaces here, before a file is written."""
+def build_parts(cfg: TrainConfig, defense: Defense, *, init: bool = False
+                ) -> tuple[DatasetSplits, torch.nn.Module]:
+    """Dataset and model for `cfg`: every input mistake surfaces here, before a file is written.
+
+    `init` loads the final weights of run `cfg.init` into the architecture before the defense
+    transforms it (a transform such as advbn's adds layers the source run does not have).
+    """
     d = cfg.data
     splits = load_dataset(d.dataset, data_dir=d.data_dir, download=d.download,
                           image_size=d.image_size, train_subset=d.train_subset,
@@ -135,7 +140,29 @@ def build_parts(cfg: TrainConfig, defense: Defense) -> tuple[DatasetSplits, torc
     model = create_model(cfg.model.arch, in_channels=info.channels, num_classes=info.num_classes,
                          image_size=info.image_size, mean=info.mean, std=info.std,
                          strides=cfg.model.strides, width=cfg.model.width)
+    if init and cfg.init:
+        _load_init(model, cfg)
     return splits, defense.apply(model)
+
+
+def init_layer(init: str | Path) -> dict[str, Any]:
+    """The data and model settings of run `init`: what fine-tuning from it starts with."""
+    saved = config_mod.load_yaml(runs.require_run(Path(init)) / runs.CONFIG)
+    data = {k: saved["data"][k] for k in ("dataset", "data_dir", "image_size", "train_subset",
+                                          "val_size", "split_seed") if k in saved["data"]}
+    return {"data": data, "model": saved["model"], "init": str(init)}
+
+
+def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    source, source_cfg = load_run_model(Path(cfg.init))
+    state, own = source.state_dict(), model.state_dict()
+    fits = state.keys() == own.keys() and all(state[k].shape == own[k].shape for k in own)
+    if not fits:
+        raise UserError(f"the weights of run {cfg.init!r} ({source_cfg.model.arch}, defense "
+                        f"{source_cfg.defense}, strides {source_cfg.model.strides}) do not fit "
+                        f"{cfg.model.arch} with strides {cfg.model.strides} and width "
+                        f"{cfg.model.width}; fine-tune from a run of the same architecture.")
+    model.load_state_dict(state)
 
 
 def load_run_model(run_dir: Path, weights: str = runs.MODEL) -> tuple[torch.nn.Module, TrainConfig]:
@@ -166,7 +193,7 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
                         f"continue it with: robench train --resume {run_dir}")
     runs.ensure_writable_dir(Path(out))
     device = resolve_device(cfg.runtime.device)
-    splits, model = build_parts(cfg, defense)
+    splits, model = build_parts(cfg, defense, init=True)
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:

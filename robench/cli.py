@@ -224,6 +224,10 @@ def train(
                              rich_help_panel="Config"),
     resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run directory.",
                                 rich_help_panel="Config"),
+    init: Path = typer.Option(None, "--init", help="Fine-tune: start from the final weights of "
+                              "this run, on its dataset and architecture (with advbn: the "
+                              "recipe advbn-finetune unless --recipe is given).",
+                              rich_help_panel="Config"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     from robench import api
@@ -243,6 +247,10 @@ def train(
         runtime__seed=seed, runtime__deterministic=deterministic,
     )
     layers = []
+    if init is not None:
+        if resume is not None:
+            raise UserError("--init starts a new run; --resume continues one: give one of them.")
+        layers.append(api.init_layer(init))
     if recipe is not None:
         from robench.recipes import recipe_layer
 
@@ -257,8 +265,24 @@ def train(
         result = api.resume(resume, layers, quiet=quiet)
     else:
         cfg, _ = api.resolve_config(layers)
+        finetune = _finetune_recipe(cfg.defense) if init is not None and recipe is None else None
+        if finetune is not None:  # the method's own fine-tuning settings, below everything else
+            from robench.recipes import recipe_layer
+
+            cfg, _ = api.resolve_config([layers[0], recipe_layer(finetune), *layers[1:]])
         result = api.train(cfg, out=out, quiet=quiet)
     _print_summary(result)
+
+
+def _finetune_recipe(defense: str) -> str | None:
+    """The recipe a defense registers for fine-tuning with --init (advbn: advbn-finetune)."""
+    from robench.registry import DEFENSES
+
+    for name in defense.split("+"):
+        recipe = DEFENSES.entry(name.strip()).meta.get("finetune_recipe")
+        if recipe:
+            return recipe
+    return None
 
 
 def _percent(value: float | None) -> str:

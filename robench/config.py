@@ -94,6 +94,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    init: str | None = None  # a run directory whose final weights training starts from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

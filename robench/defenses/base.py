@@ -71,12 +71,15 @@ def register_defense(name: str, description: str, *, params: type = NoParams,
                      transform: Callable | None = None,
                      objective: Callable | None = None,
                      objective_yields: bool = False,
-                     configure_model: Callable | None = None) -> DefenseSpec:
+                     configure_model: Callable | None = None,
+                     finetune_recipe: str | None = None) -> DefenseSpec:
+    """Register a defense; `finetune_recipe` names the recipe `robench train --init` uses."""
     spec = DefenseSpec(params=params, transform=transform, objective=objective,
                        objective_yields=objective_yields, configure_model=configure_model)
     parts = [("model options", configure_model), ("transform", transform),
              ("default objective" if objective_yields else "objective", objective)]
-    DEFENSES.add(name, spec, description, parts=", ".join(p for p, f in parts if f))
+    meta = {"finetune_recipe": finetune_recipe} if finetune_recipe else {}
+    DEFENSES.add(name, spec, description, parts=", ".join(p for p, f in parts if f), **meta)
     return spec
 
 
