@@ -3,6 +3,7 @@
 from robench.defenses import (  # noqa: F401  (importing a defense registers it)
     fast_at,
     gaussian,
+    gwi,
     kap,
     local_balls,
     pgd_at,
