@@ -1,6 +1,7 @@
 """Defenses: importing this package registers every defense."""
 
 from robench.defenses import (  # noqa: F401  (importing a defense registers it)
+    advbn,
     fast_at,
     gaussian,
     gwi,

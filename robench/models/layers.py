@@ -5,7 +5,9 @@ Attacks work in [0, 1] pixel space, so normalisation is part of the model, never
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,3 +134,68 @@ class Upsample(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, mode={self.mode!r}"
+
+
+class DualBatchNorm2d(nn.Module):
+    """Two BatchNorms for one layer, `clean` and `adv`; `route` says which one runs.
+
+    AdvBN (Shu et al. 2021) trains the layers after its split on clean and on restyled
+    features; the two kinds of batch have different statistics, so each gets its own
+    normalisation (statistics and affine parameters) while the convolutions stay shared.
+    `clean` is the original layer itself, untouched, so a freshly converted model computes
+    exactly what it did before; `adv` starts as a copy of it. `route` is a plain attribute,
+    not saved: a model is built and loaded in the clean branch, the one evaluated at test time.
+
+    A state dict written before the conversion (`...bn.weight` rather than
+    `...bn.clean.weight`) loads into both branches, so a plain trained model can be fine-tuned
+    with both copies starting from its BatchNorm, as the method prescribes.
+    """
+
+    ROUTES = ("clean", "adv")
+
+    def __init__(self, clean: nn.BatchNorm2d):
+        super().__init__()
+        self.clean = clean
+        self.adv = copy.deepcopy(clean)
+        self.route = "clean"
+        self.register_load_state_dict_pre_hook(_load_plain_batchnorm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adv(x) if self.route == "adv" else self.clean(x)
+
+    def extra_repr(self) -> str:
+        return f"route={self.route!r}"
+
+
+def _load_plain_batchnorm(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Keys of an unconverted BatchNorm (`prefix + 'weight'`) fill both branches."""
+    names = [name for name, _ in module.clean.named_parameters()]
+    names += [name for name, _ in module.clean.named_buffers()]
+    for name in names:
+        key = prefix + name
+        if key in state_dict and prefix + "clean." + name not in state_dict:
+            value = state_dict.pop(key)
+            state_dict[prefix + "clean." + name] = value
+            state_dict[prefix + "adv." + name] = value
+
+
+@contextlib.contextmanager
+def branch(model: nn.Module, route: str) -> Iterator[None]:
+    """Every `DualBatchNorm2d` of `model` on `route` ("clean" or "adv"); restored after.
+
+    A model without dual BatchNorm is refused: asking for the adversarial branch of a model
+    that has none would otherwise silently run its only (clean) BatchNorm.
+    """
+    if route not in DualBatchNorm2d.ROUTES:
+        raise ValueError(f"route must be one of {DualBatchNorm2d.ROUTES}, got {route!r}")
+    duals = [m for m in model.modules() if isinstance(m, DualBatchNorm2d)]
+    if not duals:
+        raise ValueError("the model has no DualBatchNorm2d layers to route")
+    before = [m.route for m in duals]
+    for m in duals:
+        m.route = route
+    try:
+        yield
+    finally:
+        for m, previous in zip(duals, before, strict=True):
+            m.route = previous
