@@ -154,6 +154,8 @@ Examples:
   robench train --defense pgd-at --set pgd-at.steps=7 --epochs 20
 
   robench train --resume runs/digits-cnn-standard-s0-1a2b3c4d
+
+  robench train --defense advbn --init runs/digits-cnn-standard-s0-1a2b3c4d
 """
 
 

@@ -381,19 +381,23 @@ def _given(layers: list[dict[str, Any]], section: str, key: str) -> bool:
 
 def _scale_default_milestones(merged: dict[str, Any], table: dict[str, Any],
                               layers: list[dict[str, Any]]) -> None:
-    """Move the dataset table's LR milestones with a user's `epochs`.
+    """Move default LR milestones with a user's `epochs`.
 
     `--epochs 10` on CIFAR-10 should decay the LR at the same fractions of training as the
-    110-epoch recipe (100 and 105), not fail because 100 > 10. Milestones a user gives are
-    taken as they are.
+    110-epoch recipe (100 and 105), not fail because 100 > 10. Milestones that come with
+    their own epoch count (the dataset table, a recipe) scale to the final epochs; milestones
+    a user gives without epochs are taken as they are.
     """
-    optim = table.get("optim", {})
-    if "milestones" not in optim or _given(layers, "optim", "milestones"):
+    sources = [table, *layers]
+    given = [s for s in sources
+             if isinstance(s.get("optim"), dict) and "milestones" in s["optim"]]
+    if not given or "epochs" not in given[-1]["optim"]:
         return
+    base = given[-1]["optim"]
     epochs = merged["optim"]["epochs"]
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs == optim["epochs"]:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs == base["epochs"]:
         return
-    scaled = {m * epochs // optim["epochs"] for m in optim["milestones"]}
+    scaled = {m * epochs // base["epochs"] for m in base["milestones"]}
     merged["optim"]["milestones"] = sorted(m for m in scaled if 0 < m < epochs)
 
 

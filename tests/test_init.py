@@ -42,3 +42,20 @@ def test_init_and_resume_are_exclusive_and_a_missing_run_is_named(digits_run, tm
     assert "--init starts a new run; --resume continues one" in line
     line = one_line_error(runner.invoke(app, ["train", "--init", str(tmp_path / "nope")]))
     assert "is not a robench run directory" in line
+
+
+def test_advbn_with_init_fine_tunes_with_the_authors_recipe_and_a_frozen_first_stage(
+        digits_run, tmp_path):
+    result = runner.invoke(app, ["train", "--defense", "advbn", "--init", str(digits_run),
+                                 "--epochs", "2", "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    model, cfg = api.load_run_model(run_dir)
+    assert cfg.init == str(digits_run) and cfg.data.dataset == "digits"
+    assert cfg.optim.lr == 0.001 and cfg.optim.weight_decay == 0.0001  # advbn-finetune
+    assert cfg.defenses["advbn"]["freeze"] is True
+    source, _ = api.load_run_model(digits_run)
+    tuned, original = model.net.layer1.state_dict(), source.net.layer1.state_dict()
+    frozen = [k for k in original if "running" not in k and "num_batches" not in k]
+    assert frozen and all(torch.equal(tuned[k], original[k]) for k in frozen)
+    assert not torch.equal(model.net.linear.weight, source.net.linear.weight)

@@ -42,3 +42,12 @@ def test_robench_list_recipes():
     result = CliRunner().invoke(app, ["list", "recipes"])
     assert result.exit_code == 0
     assert "cifar10-pgd-at-bag-of-tricks" in result.stdout
+
+
+def test_a_recipes_milestones_move_with_the_epochs_a_user_gives():
+    cfg, _ = api.resolve_config([recipe_layer("cifar10-pgd-at-bag-of-tricks"),
+                                 {"optim": {"epochs": 22}}])
+    assert cfg.optim.milestones == [20, 21]  # 100 and 105 of 110
+    cfg, _ = api.resolve_config([recipe_layer("cifar10-pgd-at-bag-of-tricks"),
+                                 {"optim": {"epochs": 22, "milestones": [5]}}])
+    assert cfg.optim.milestones == [5]  # a user's own milestones are taken as they are

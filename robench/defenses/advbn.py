@@ -234,4 +234,5 @@ register_defense(
     params=AdvBNParams,
     transform=convert,
     objective=AdvBNObjective,
+    finetune_recipe="advbn-finetune",
 )
