@@ -7,7 +7,7 @@
 15 corruptions x 5 severities, in chunks of 1,000 images as `robench eval --attack corruptions`
 runs them, and prints seconds per corruption. `accuracy` trains (or reuses) a standard and a
 Gaussian-noise model in the setting of benchmarks/defenses.py and evaluates both with
-`robench eval --attack corruptions --reference <standard>` on 1,000 test points.
+`robench eval --attack corruptions --reference <standard>` on 500 test points.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def accuracy(out: Path) -> None:
     for name in ("standard", "gaussian"):
         cfg, _ = api.resolve_config([layer, {"defense": name}])
         runs[name] = api.train(cfg, out=out, quiet=True).run_dir
-    cfg = CorruptionConfig(n_examples=1000, device="cpu", precision="bf16")
+    cfg = CorruptionConfig(n_examples=500, device="cpu", precision="bf16")
     reference = from_run(runs["standard"])
     for name, run_dir in runs.items():
         t0 = time.perf_counter()
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default=None, help="runs directory (default: a temp dir)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.which == "speed":
         speed(args.threads)
     else:
