@@ -45,6 +45,19 @@ def settings(which: str) -> tuple[dict, dict, str]:
             "training; Linf 8/255; evaluation in fp32")
 
 
+def train_and_attack(layers: list[dict], out: Path, eval_kw: dict):
+    """Train (or reuse) the run of `layers`, then PGD-20 and AutoAttack on it, as a user would:
+    (train result, PGD-20 record, AutoAttack record)."""
+    cfg, _ = api.resolve_config(layers)
+    result = api.train(cfg, out=out, quiet=True)
+    target = from_run(result.run_dir)
+    pgd, = api.evaluate(target, EvalConfig(attacks=["pgd"], params={"pgd": {"steps": 20}},
+                                           device="cpu", **eval_kw), quiet=True)
+    aa, = api.evaluate(target, EvalConfig(attacks=["autoattack"], device="cpu", **eval_kw),
+                       quiet=True)
+    return result, pgd.record, aa.record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", choices=["digits", "cifar-subset"])
@@ -55,20 +68,13 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp())
     rows = []
     for name in args.defenses.split(","):
-        cfg, _ = api.resolve_config([layer, {"defense": name}])
         t0 = time.perf_counter()
-        result = api.train(cfg, out=out, quiet=True)
+        result, pgd, r = train_and_attack([layer, {"defense": name}], out, eval_kw)
         wall = time.perf_counter() - t0
-        target = from_run(result.run_dir)
-        pgd, = api.evaluate(target, EvalConfig(attacks=["pgd"], params={"pgd": {"steps": 20}},
-                                               device="cpu", **eval_kw), quiet=True)
-        aa, = api.evaluate(target, EvalConfig(attacks=["autoattack"], device="cpu", **eval_kw),
-                           quiet=True)
-        r = aa.record
-        rows.append((name, r.clean_acc, pgd.record.robust_acc, r.robust_acc, r.robust_ci95,
-                     result.summary["train_seconds"], wall, aa.record.seconds,
+        rows.append((name, r.clean_acc, pgd.robust_acc, r.robust_acc, r.robust_ci95,
+                     result.summary["train_seconds"], wall, r.seconds,
                      result.summary.get("catastrophic_overfitting")))
-        print(f"{name}: clean {r.clean_acc:.2%} pgd-20 {pgd.record.robust_acc:.2%} "
+        print(f"{name}: clean {r.clean_acc:.2%} pgd-20 {pgd.robust_acc:.2%} "
               f"autoattack {r.robust_acc:.2%} train {result.summary['train_seconds']:.0f}s",
               flush=True)
     lines = [f"Setting: {description}.", "",

@@ -31,6 +31,7 @@ from robench.evaluation import (
     ProtocolState,
     StepResult,
     accuracy,
+    check_unchanged,
     clean_state,
     is_stochastic,
     predict,
@@ -416,7 +417,7 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
                 raise Interrupted(f"evaluation interrupted after {len(state.steps)} of "
                                   f"{len(attacks)} attacks; run the same command with --resume "
                                   f"to continue it.") from None
-            _check_unchanged(model, before, was_training)
+            check_unchanged(model, before, was_training)
             record = _record(target, cfg, key, eps, attacks, state, selection, notes,
                              _flags(state.steps, attacks, stochastic)
                              + _curve_flags(state, previous), device,
@@ -438,15 +439,6 @@ def _curve_flags(state: ProtocolState, previous: Record | None) -> list[str]:
         return [f"robust-accuracy-rose-with-eps (from {previous.robust_acc:.2%} at "
                 f"{previous.eps_text})"]
     return []
-
-
-def _check_unchanged(model, before, was_training) -> None:
-    """An evaluation that changed the model measured something else: that is a bug."""
-    after = model.state_dict()
-    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
-    if changed or model.training != was_training:
-        raise RuntimeError(f"the evaluation changed the model ({changed[:3]} ...); "
-                           f"its result is not reported")
 
 
 def _record(target, cfg, key, eps, attacks, state, selection, notes, flags, device,

@@ -29,7 +29,7 @@ from robench import records as records_mod
 from robench.data import Split, to_float
 from robench.data.load import DEFAULT_DATA_DIR
 from robench.errors import UserError
-from robench.evaluation import predict, select_points
+from robench.evaluation import check_unchanged, predict, select_points
 from robench.records import CORRUPTIONS, CorruptionResult, Record, Selection, wilson_interval
 from robench.runtime import evaluating, resolve_device
 
@@ -133,6 +133,7 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
     device = resolve_device(cfg.device)
     model = target.model.to(device)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    was_training = model.training
     t0 = time.perf_counter()
     clean = Split(target.test.x[idx], target.test.y[idx])
     run = dict(device=device, batch_size=cfg.batch_size, precision=cfg.precision)
@@ -155,7 +156,7 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
                     accuracy[name].append(int(correct.sum()) / len(correct))  # exact k/n
                     counter.advance(task, 1)
     seconds = time.perf_counter() - t0
-    _check_unchanged(model, before)
+    check_unchanged(model, before, was_training)
     result = _result(source, cfg, accuracy, int(clean_correct.sum()) / len(idx), ref_record)
     notes = []
     if premade:
@@ -182,14 +183,6 @@ def _corrupted(x: torch.Tensor, name: str, severity: int, seed: int,
         chunk = to_float(x[start:start + CHUNK].to(device))
         parts.append(corruption_lib.corrupt(chunk, name, severity, seed=seed * 100_003 + i))
     return torch.cat(parts)
-
-
-def _check_unchanged(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> None:
-    after = model.state_dict()
-    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
-    if changed:
-        raise RuntimeError(f"the corruption evaluation changed the model ({changed[0]}); "
-                           f"this is a robench bug.")
 
 
 def corruption_errors(accuracy: dict[str, list[float]], clean_acc: float,

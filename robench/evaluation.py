@@ -77,6 +77,16 @@ def select_points(split: Split, n: int | None, seed: int) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
+def check_unchanged(model: torch.nn.Module, before: dict[str, torch.Tensor],
+                    was_training: bool) -> None:
+    """An evaluation that changed the model measured something else: that is a bug."""
+    after = model.state_dict()
+    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    if changed or model.training != was_training:
+        raise RuntimeError(f"the evaluation changed the model ({changed[:3]} ...); "
+                           f"its result is not reported")
+
+
 def is_stochastic(model: torch.nn.Module, x: torch.Tensor) -> bool:
     """Two forward passes of the same batch in eval mode differ: the model is randomised.
 

@@ -7,6 +7,22 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`).
+
+    The nets in these tests are tiny or run at small batches, where a second thread mostly
+    spins; on a shared 2-core runner two spinning threads per process made files several
+    times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_layers():
     """Config layers for a run of a few seconds on digits."""

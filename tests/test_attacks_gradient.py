@@ -22,14 +22,7 @@ EPS = {"Linf": 0.2, "L2": 1.0}
 # Fixtures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: at these sizes a second thread mostly spins, and on a shared
-    2-core runner two spinning threads per process made this file several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,7 @@ MISSION_ARCHS = ["alexnet", "vgg11_bn", "vgg16", "resnet18", "preactresnet18", "
 CIFAR = dict(in_channels=3, num_classes=10, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def direct_kap(x: torch.Tensor, rows: int, columns: int, k: int) -> torch.Tensor:

@@ -49,14 +49,7 @@ CIFAR = dict(
 DIGITS = dict(in_channels=1, num_classes=10, image_size=8, mean=(0.3,), std=(0.4,))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these nets are tiny or run at batch 2, where a second thread only
-    spins, and on a shared 2-core runner that made this file several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(arch: str, strides: str | None = None, width: float = 1.0) -> nn.Module:

@@ -22,12 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from defenses import settings  # noqa: E402  (benchmarks/defenses.py)
+from defenses import settings, train_and_attack  # noqa: E402  (benchmarks/defenses.py)
 
-from robench import api  # noqa: E402
-from robench.config import EvalConfig  # noqa: E402
 from robench.registry import ARCHS  # noqa: E402
-from robench.targets import from_run  # noqa: E402
 
 
 def variants(arch: str) -> list[tuple[str, dict]]:
@@ -61,18 +58,11 @@ def main() -> None:
              "| model | clean | PGD-20 | AutoAttack [95 % CI] | training s | AutoAttack s |",
              "|---|---|---|---|---|---|"]
     for label, variant in chosen:
-        cfg, _ = api.resolve_config([layer, variant])
         t0 = time.perf_counter()
-        result = api.train(cfg, out=out, quiet=True)
-        target = from_run(result.run_dir)
-        pgd, = api.evaluate(target, EvalConfig(attacks=["pgd"], params={"pgd": {"steps": 20}},
-                                               device="cpu", **eval_kw), quiet=True)
-        aa, = api.evaluate(target, EvalConfig(attacks=["autoattack"], device="cpu", **eval_kw),
-                           quiet=True)
-        r = aa.record
+        result, pgd, r = train_and_attack([layer, variant], out, eval_kw)
         version = r.per_attack[0].params["suite"]["version"]
         row = (f"| {label}{'' if version == 'standard' else f' (AutoAttack {version})'} | "
-               f"{r.clean_acc:.1%} | {pgd.record.robust_acc:.1%} | {r.robust_acc:.1%} "
+               f"{r.clean_acc:.1%} | {pgd.robust_acc:.1%} | {r.robust_acc:.1%} "
                f"[{r.robust_ci95[0]:.1%}, {r.robust_ci95[1]:.1%}] | "
                f"{result.summary['train_seconds']:.0f} | {r.seconds:.0f} |")
         lines.append(row)
