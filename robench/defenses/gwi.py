@@ -358,7 +358,8 @@ class GWIObjective:
         model.train()
         with torch.enable_grad():
             A_train = net.forward_to(model.net_input(x), stage)
-            logits = net.forward_from(A_train * mask.to(A_train.dtype), stage)
+            # The mask in A's dtype and memory layout (channels-last stays channels-last).
+            logits = net.forward_from(A_train * torch.empty_like(A_train).copy_(mask), stage)
             ce = F.cross_entropy(logits.float(), y, label_smoothing=ctx.label_smoothing)
             loss = p.weight * ce + p.orth_weight * orthogonality_loss(A_train, assignments, k)
             optimizer.zero_grad(set_to_none=True)
