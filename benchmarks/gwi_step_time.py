@@ -125,8 +125,8 @@ def whole_runs(pairs: int, epochs: int) -> None:
     layer = {**layer, "optim": {**layer["optim"], "epochs": epochs},
              "validation": {"every": epochs}}
     out = Path(tempfile.mkdtemp())
-    print(f"{description}; here {epochs} epochs; after one uncounted run, {pairs} pairs of runs, standard then gwi "
-          f"(update from iteration 0, every 3rd)")
+    print(f"{description}; here {epochs} epochs; after one uncounted run, {pairs} pairs of "
+          f"runs, standard then gwi (update from iteration 0, every 3rd)")
     # Not counted: the first run in a process pays for reading the images and warming up.
     api.train(api.resolve_config([layer, {"runtime": {"seed": pairs}}])[0], out=out, quiet=True)
     ratios = []

@@ -23,6 +23,7 @@ from robench import records as records_mod
 from robench import runs
 from robench.atomic import atomic_path
 from robench.attacks import Attack, create_attack
+from robench.attacks.autoattack import check_flag
 from robench.config import EvalConfig, TrainConfig
 from robench.data import IMAGEFOLDER_PREFIX, DatasetSplits, Split, load_dataset, to_float
 from robench.defenses import Defense, configure_model, resolve_defense
@@ -317,8 +318,11 @@ def _attacks_for(cfg: EvalConfig, eps: Eps, stochastic: bool) -> tuple[list[Atta
     return attacks, notes
 
 
-def _flags(steps: list, attacks: list[Attack], stochastic: bool) -> list[str]:
+def _flags(steps: list, attacks: list[Attack],
+           stochastic: bool) -> tuple[list[str], list[str]]:
+    """(flags, notes): short flags for tables; AutoAttack's own sentences as notes."""
     flags = ["stochastic-model"] if stochastic else []
+    notes = []
     white_box_before = False
     for step, attack in zip(steps, attacks, strict=True):
         if step.name == "square" and white_box_before and step.broken > 0:
@@ -326,10 +330,12 @@ def _flags(steps: list, attacks: list[Attack], stochastic: bool) -> list[str]:
         white_box_before = white_box_before or step.name not in ("square", "gaussian")
         report = getattr(attack, "report", None)
         if report is not None:
-            flags.extend(f"autoattack: {w}" for w in getattr(report, "warnings", []))
+            for warning in getattr(report, "warnings", []):
+                flags.append(check_flag(warning))
+                notes.append(f"AutoAttack's check: {warning}")
             if getattr(report, "square_broke_points", False):
                 flags.append("square-beat-white-box")
-    return list(dict.fromkeys(flags))
+    return list(dict.fromkeys(flags)), notes
 
 
 def _save_state(path: Path, state: ProtocolState) -> None:
@@ -418,9 +424,9 @@ def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bo
                                   f"{len(attacks)} attacks; run the same command with --resume "
                                   f"to continue it.") from None
             check_unchanged(model, before, was_training)
-            record = _record(target, cfg, key, eps, attacks, state, selection, notes,
-                             _flags(state.steps, attacks, stochastic)
-                             + _curve_flags(state, previous), device,
+            flags, check_notes = _flags(state.steps, attacks, stochastic)
+            record = _record(target, cfg, key, eps, attacks, state, selection,
+                             notes + check_notes, flags + _curve_flags(state, previous), device,
                              seconds=state.clean_seconds + sum(s.seconds for s in state.steps))
             written = records_mod.write(record, target.evals_dir)
             for path_ in (state_path, *inner):

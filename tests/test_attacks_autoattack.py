@@ -9,16 +9,19 @@ import logging
 import re
 import shutil
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
 from pyautoattack import AutoAttack as PackageAutoAttack
 from pyautoattack import autoattack as package_module
+from pyautoattack import checks as package_checks
 from pyautoattack.state import EvaluationState
 from torch import nn
 
+from robench import api
 from robench.attacks import create_attack, perturbation_norms
-from robench.attacks.autoattack import LOGGER_NAME
+from robench.attacks.autoattack import LOGGER_NAME, check_flag
 from robench.data import load_dataset
 from robench.errors import UserError
 from robench.models import create_model
@@ -292,3 +295,64 @@ def test_bad_norm_and_eot_are_user_errors():
         create_attack("autoattack", norm="L1", eps=0.1)
     with pytest.raises(UserError, match="0"):
         create_attack("apgd-ce", norm="Linf", eps=0.1, params={"eot_iter": 0})
+
+
+# --- AutoAttack's own checks, as flags ---------------------------------------------------
+
+
+class _GradInForward(nn.Module):
+    """Takes a gradient inside its forward: what AutoAttack's dynamic-defense check looks for."""
+
+    def forward(self, x):
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad((x * x).sum(), x)
+        return g.flatten(1)[:, :10]
+
+
+def _warning_of(check, *args) -> str:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check(*args)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    return str(caught[0].message)
+
+
+_X = torch.rand(4, 1, 8, 8)
+_CHECK_CASES = {
+    "autoattack:randomized": (package_checks.check_randomized,
+                              lambda x: torch.randn(len(x), 10), _X, torch.zeros(4).long()),
+    "autoattack:probability-output": (package_checks.check_range_output,
+                                      lambda x: torch.full((len(x), 10), 0.1), _X),
+    "autoattack:zero-gradients": (package_checks.check_zero_gradients, torch.zeros(2, 3)),
+    "square-beat-white-box": (package_checks.check_square_sr,
+                              {"clean": 0.9, "apgd-ce": 0.5, "square": 0.4}),
+    "autoattack:dynamic": (package_checks.check_dynamic, _GradInForward(), _X),
+    "autoattack:too-few-classes": (package_checks.check_n_classes, 2, ["apgd-t"], 9, 9),
+    "autoattack:too-many-targets": (package_checks.check_n_classes, 5, ["apgd-t"], 9, 9),
+}
+
+
+@pytest.mark.parametrize("flag", sorted(_CHECK_CASES))
+def test_each_check_of_the_package_has_its_short_flag(flag):
+    check, *args = _CHECK_CASES[flag]
+    counts = dict(package_checks.funcs)
+    try:
+        warning = _warning_of(check, *args)  # the package's own sentence
+    finally:
+        package_checks.funcs.update(counts)  # the dynamic check counts calls process-wide
+    assert check_flag(warning) == flag
+
+
+def test_a_sentence_the_table_does_not_know_still_gives_a_flag():
+    assert check_flag("something new the package says") == "autoattack:warning"
+
+
+def test_records_get_short_flags_and_keep_the_package_sentences_as_notes():
+    square = _warning_of(package_checks.check_square_sr, {"a": 0.9, "apgd-ce": 0.5,
+                                                          "square": 0.4})
+    zero = _warning_of(package_checks.check_zero_gradients, torch.zeros(2, 3))
+    report = SimpleNamespace(warnings=[zero, square], square_broke_points=True)
+    steps = [SimpleNamespace(name="autoattack", broken=3)]
+    flags, notes = api._flags(steps, [SimpleNamespace(report=report)], stochastic=False)
+    assert flags == ["autoattack:zero-gradients", "square-beat-white-box"]
+    assert notes == [f"AutoAttack's check: {zero}", f"AutoAttack's check: {square}"]

@@ -63,6 +63,26 @@ LOGGER_NAME = "auto-attack"
 RANDOMIZED_WARNING = "it seems to be a randomized defense"
 PACKAGE_DIR = Path(pyautoattack.__file__).resolve().parent
 
+# The package's own checks, by a phrase of the sentence each writes, as the short flag a
+# leaderboard cell can hold. The sentences (which point to the `flags_doc.md` of the AutoAttack
+# repository) go to the record's notes verbatim. Square's check is the same finding as
+# robench's own `square-beat-white-box`, so it takes that name.
+CHECK_FLAGS = (
+    ("randomized defense", "autoattack:randomized"),
+    ("output is a probability distribution", "autoattack:probability-output"),
+    ("points with zero gradient", "autoattack:zero-gradients"),
+    ("Square Attack has decreased the robust accuracy", "square-beat-white-box"),
+    ("dynamic defense", "autoattack:dynamic"),
+    ("not possible to use the", "autoattack:too-few-classes"),
+    ("more target classes", "autoattack:too-many-targets"),
+)
+
+
+def check_flag(warning: str) -> str:
+    """The short flag of one of the package's warnings (`autoattack:warning` if unknown)."""
+    return next((flag for phrase, flag in CHECK_FLAGS if phrase in warning),
+                "autoattack:warning")
+
 # Which of the package's attack objects runs each component.
 _RUNNER = {"apgd-ce": "apgd", "apgd-dlr": "apgd", "apgd-t": "apgd_targeted", "fab": "fab",
            "fab-t": "fab", "square": "square"}
