@@ -254,6 +254,23 @@ def test_batched_kmeans_recovers_well_separated_clusters():
     assert torch.equal(same_found, same_truth)
 
 
+def test_kmeans_plus_plus_draws_the_next_centre_in_proportion_to_its_squared_distance():
+    """Four 1-D channels at 0, 1, 2, 4 in 8,000 samples: the first centre is uniform, the
+    second j given the first i has probability (x_j - x_i)^2 / sum_l (x_l - x_i)^2."""
+    n, values = 8000, torch.tensor([0.0, 1.0, 2.0, 4.0])
+    X = values.view(1, 4, 1).expand(n, 4, 1).contiguous()
+    picks = kmeans_plus_plus(X, 2, torch.Generator().manual_seed(0))
+    first, second = picks[:, 0], picks[:, 1]
+    sq = (values[None, :] - values[:, None]) ** 2  # [i, j]
+    expected = 0.25 * sq / sq.sum(dim=1, keepdim=True)  # P(first = i, second = j)
+    observed = torch.zeros(4, 4)
+    observed.index_put_((first, second), torch.ones(n), accumulate=True)
+    observed /= n
+    sd = (expected * (1 - expected) / n).sqrt()
+    assert (observed - expected).abs().max() <= (5 * sd).max()
+    assert torch.all(observed[torch.arange(4), torch.arange(4)] == 0)  # never the same one
+
+
 def test_kmeans_plus_plus_gives_distinct_channels_even_when_all_are_equal():
     X = torch.zeros(4, 9, 3)
     X[1] = torch.randn(9, 3)

@@ -51,7 +51,7 @@ clustering grows with the batch and stalls the device. Robench clusters every sa
 batch at once with batched matrix products on the model's device (a handful of kernels per
 iteration, whatever the batch), so that the method costs little more than the two extra
 passes it needs. robench's budget is 1.5x a standard step over a training run; measured:
-1.32x over whole CIFAR-subset runs, 1.52x when every sample of a batch takes part
+1.32x over whole CIFAR-subset runs, 1.52-1.55x when every sample of a batch takes part
 (benchmarks/seeds/gwi_localballs_advbn.md).
 """
 
@@ -159,14 +159,20 @@ def kmeans_plus_plus(features: torch.Tensor, k: int,
     the squared distance to the nearest centre so far. When every channel not yet taken
     lies on a centre (dead channels are all zero, so this happens), the draw is uniform
     over those channels, which keeps the k indices distinct. Drawn on the generator's device.
+
+    Each draw is an exponential race, argmax_i w_i / E_i with E_i ~ Exp(1) (the winner is i
+    with probability w_i / sum w), from uniforms drawn for all k rounds at once: one call to
+    the generator instead of k calls to `torch.multinomial`, whose set-up costs more than
+    the whole clustering on a small network.
     """
     b, c, _ = features.shape
     where = generator.device if generator is not None else torch.device("cpu")
     rows = torch.arange(b, device=features.device)
+    uniforms = torch.rand(k, b, c, generator=generator, device=where)
+    races = (-uniforms.clamp_min_(1e-30).log_()).to(features.device)  # Exp(1), never 0
 
     def draw(weights: torch.Tensor) -> torch.Tensor:
-        pick = torch.multinomial(weights.to(where), 1, generator=generator)
-        return pick.squeeze(1).to(features.device)
+        return (weights.float() / races[len(chosen)]).argmax(dim=1)
 
     sq = _sq_norms(features)
     taken = torch.zeros(b, c, dtype=torch.bool, device=features.device)
@@ -188,11 +194,17 @@ def kmeans_plus_plus(features: torch.Tensor, k: int,
 def _snap(means: torch.Tensor, features: torch.Tensor, sq_features: torch.Tensor) -> torch.Tensor:
     """Each centre becomes the nearest real channel not taken by a lower-numbered centre.
 
-    The authors' greedy order (centre 0 first) keeps the K centres distinct channels.
+    The authors' greedy order (centre 0 first) keeps the K centres distinct channels. When
+    every centre's nearest channel differs from the others' (the common case), no centre
+    takes another's, and the greedy order gives exactly those: one pass instead of K.
     """
     sq_means = _sq_norms(means)
     dist = _sq_distances(means, features, sq_means, sq_features)  # [B, K, C]
     scale = sq_means + sq_features.amax(-1, keepdim=True)  # [B, K]
+    nearest = _first_nearest(dist, scale.unsqueeze(2))  # [B, K]
+    ordered = nearest.sort(dim=1).values
+    if not bool((ordered[:, 1:] == ordered[:, :-1]).any()):
+        return nearest
     taken = torch.zeros(dist.shape[0], dist.shape[2], dtype=torch.bool, device=dist.device)
     chosen = []
     for j in range(dist.shape[1]):
