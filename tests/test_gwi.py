@@ -222,6 +222,20 @@ def test_batched_kmeans_matches_the_per_sample_reference():
             assert torch.equal(got, expected), (iters, init)
 
 
+def test_batched_kmeans_matches_the_reference_when_centres_want_the_same_channel():
+    """In a few of 400 samples of 10 random channels two group means are nearest to one
+    channel, so snapping must take the greedy order there; a 3-value grid adds exact ties."""
+    torch.manual_seed(0)
+    for X in (torch.randn(400, 10, 2, dtype=torch.float64),
+              torch.randint(0, 3, (16, 24, 3)).double()):
+        init = kmeans_plus_plus(X, 5, torch.Generator().manual_seed(0))
+        for iters in (2, 50):
+            got = batched_kmeans(X, 5, iters, init=init)
+            expected = torch.stack([reference_kmeans(X[b], 5, iters, init[b])
+                                    for b in range(len(X))])
+            assert torch.equal(got, expected), iters
+
+
 def test_centres_stay_distinct_channels_so_no_group_is_empty():
     """With distinct channel vectors each centre's own channel joins its group, so every one
     of the k groups is used, at every number of iterations, only if no two centres coincide."""

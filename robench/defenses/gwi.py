@@ -195,16 +195,16 @@ def _snap(means: torch.Tensor, features: torch.Tensor, sq_features: torch.Tensor
     """Each centre becomes the nearest real channel not taken by a lower-numbered centre.
 
     The authors' greedy order (centre 0 first) keeps the K centres distinct channels. When
-    every centre's nearest channel differs from the others' (the common case), no centre
-    takes another's, and the greedy order gives exactly those: one pass instead of K.
+    no channel is among the nearest (ties included) of two centres, the common case, no
+    centre's nearest can be taken by another, and the greedy order picks exactly each
+    centre's own nearest: one pass instead of K.
     """
     sq_means = _sq_norms(means)
     dist = _sq_distances(means, features, sq_means, sq_features)  # [B, K, C]
     scale = sq_means + sq_features.amax(-1, keepdim=True)  # [B, K]
-    nearest = _first_nearest(dist, scale.unsqueeze(2))  # [B, K]
-    ordered = nearest.sort(dim=1).values
-    if not bool((ordered[:, 1:] == ordered[:, :-1]).any()):
-        return nearest
+    nearest = dist <= dist.amin(dim=-1, keepdim=True) + TIE_RTOL * scale.unsqueeze(2)
+    if int(nearest.sum(dim=1).amax()) <= 1:  # the centres' sets of nearest are disjoint
+        return nearest.to(torch.uint8).argmax(dim=-1)  # the lowest index of each set
     taken = torch.zeros(dist.shape[0], dist.shape[2], dtype=torch.bool, device=dist.device)
     chosen = []
     for j in range(dist.shape[1]):
