@@ -19,8 +19,7 @@ With `--whole-runs N` it measures the cost over whole training runs instead, dat
 included: N pairs of `robench` training runs in the CIFAR-subset setting of
 benchmarks/defenses.py (standard, then gwi with its update from iteration 0, every 3rd
 step; each pair on its own seed), run one after the other after an uncounted warm-up run,
-and the ratio of each pair's
-training seconds (validation excluded).
+and the ratio of each pair's training seconds (validation excluded).
 
     python benchmarks/gwi_step_time.py [--rounds 20] [--width 0.25] [--batch-size 128]
         [--device cpu] [--precision bf16] [--no-channels-last]

@@ -68,7 +68,7 @@ PACKAGE_DIR = Path(pyautoattack.__file__).resolve().parent
 # repository) go to the record's notes verbatim. Square's check is the same finding as
 # robench's own `square-beat-white-box`, so it takes that name.
 CHECK_FLAGS = (
-    ("randomized defense", "autoattack:randomized"),
+    (RANDOMIZED_WARNING, "autoattack:randomized"),
     ("output is a probability distribution", "autoattack:probability-output"),
     ("points with zero gradient", "autoattack:zero-gradients"),
     ("Square Attack has decreased the robust accuracy", "square-beat-white-box"),

@@ -126,16 +126,20 @@ def _sq_distances(points: torch.Tensor, centres: torch.Tensor,
     return (sq_points.unsqueeze(2) + sq_centres.unsqueeze(1) - 2 * cross).clamp_min_(0)
 
 
-def _first_nearest(dist: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """argmin over the last dim, ties going to the lowest index.
+def _nearest_sets(dist: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Which entries of the last dim are nearest, ties included (bool, dist's shape).
 
     A tie is a distance within TIE_RTOL * scale (the squared norms involved) of the smallest.
     Exact ties are common (a group of two has its mean halfway between them; dead channels
     are equal) and float rounding, which differs between devices and summation orders, would
     otherwise decide them.
     """
-    best = dist.amin(dim=-1, keepdim=True)
-    return (dist <= best + TIE_RTOL * scale).to(torch.uint8).argmax(dim=-1)
+    return dist <= dist.amin(dim=-1, keepdim=True) + TIE_RTOL * scale
+
+
+def _first_nearest(dist: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """argmin over the last dim, ties (see `_nearest_sets`) going to the lowest index."""
+    return _nearest_sets(dist, scale).to(torch.uint8).argmax(dim=-1)
 
 
 def random_channels(batch: int, channels: int, k: int,
@@ -202,7 +206,7 @@ def _snap(means: torch.Tensor, features: torch.Tensor, sq_features: torch.Tensor
     sq_means = _sq_norms(means)
     dist = _sq_distances(means, features, sq_means, sq_features)  # [B, K, C]
     scale = sq_means + sq_features.amax(-1, keepdim=True)  # [B, K]
-    nearest = dist <= dist.amin(dim=-1, keepdim=True) + TIE_RTOL * scale.unsqueeze(2)
+    nearest = _nearest_sets(dist, scale.unsqueeze(2))  # [B, K, C]
     if int(nearest.sum(dim=1).amax()) <= 1:  # the centres' sets of nearest are disjoint
         return nearest.to(torch.uint8).argmax(dim=-1)  # the lowest index of each set
     taken = torch.zeros(dist.shape[0], dist.shape[2], dtype=torch.bool, device=dist.device)
