@@ -19,41 +19,27 @@ import torch
 
 import robench
 from robench import config as config_mod
-from robench import records as records_mod
 from robench import runs
 from robench.atomic import atomic_path
-from robench.attacks import Attack, create_attack
-from robench.attacks.autoattack import check_flag
-from robench.config import EvalConfig, TrainConfig
-from robench.data import IMAGEFOLDER_PREFIX, DatasetSplits, Split, load_dataset, to_float
+from robench.attacks import create_attack
+from robench.attacks.judge import Judge
+from robench.attacks.view import InPrecision
+from robench.config import TrainConfig
+from robench.data import IMAGEFOLDER_PREFIX, DatasetSplits, load_dataset, to_float
 from robench.defenses import Defense, configure_model, resolve_defense
 from robench.errors import Interrupted, UserError
-from robench.evaluation import (
-    ProtocolState,
-    StepResult,
-    accuracy,
-    check_unchanged,
-    clean_state,
-    is_stochastic,
-    predict,
-    run_attacks,
-    select_points,
-)
+from robench.evaluation import EvalOutcome, accuracy, evaluate, select_points
 from robench.models import create_model
 from robench.progress import Counter, EpochReporter
-from robench.records import (
-    SCHEMA_VERSION,
-    AttackResult,
-    Record,
-    Selection,
-    record_key,
-    wilson_interval,
-)
-from robench.registry import ATTACKS, DATASETS
-from robench.runtime import autocast, resolve_device, seed_everything
+from robench.records import record_key
+from robench.registry import DATASETS
+from robench.runtime import resolve_device, seed_everything
 from robench.targets import Target
-from robench.threat import Eps, default_eps, parse_eps_list
+from robench.threat import default_eps
 from robench.training import EpochCallback, fit
+
+__all__ = ["EvalOutcome", "TrainResult", "craft", "evaluate", "load_run_model", "resume",
+           "train"]
 
 
 @dataclass
@@ -245,7 +231,7 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) ->
                          callbacks=callbacks)
         r = cfg.runtime
         test_acc = accuracy(model, splits.test, device=device, batch_size=r.eval_batch_size,
-                            precision=r.precision, channels_last=r.channels_last)
+                            channels_last=r.channels_last)
         summary = {
             "epochs": result.epochs,
             "train_seconds": round(result.train_seconds, 3),
@@ -280,193 +266,6 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) ->
 
 
 # ---------------------------------------------------------------------------------------
-# Evaluation
-
-
-@dataclass
-class EvalOutcome:
-    record: Record
-    path: Path
-    reused: bool = False  # True when the same protocol had already been evaluated
-
-
-# Draws per gradient for EOT on a randomised model, as in AutoAttack's 'rand' version.
-EOT_DRAWS = 20
-
-
-def _attacks_for(cfg: EvalConfig, eps: Eps, stochastic: bool) -> tuple[list[Attack], list[str]]:
-    """The attacks of the protocol at one eps, made sound for a randomised model."""
-    attacks, notes = [], []
-    for name in cfg.attacks:
-        params = dict(cfg.params.get(name, {}))
-        if stochastic:
-            fields_ = {f.name for f in dataclasses.fields(ATTACKS.get(name).params_cls)}
-            if name == "autoattack" and params.get("version", "standard") in ("standard",
-                                                                              "plus"):
-                params["version"] = "rand"
-                notes.append("the model is randomised: AutoAttack's 'rand' version (EOT over "
-                             "20 draws) replaces the standard version")
-            elif "eot_iter" in fields_ and "eot_iter" not in params:
-                params["eot_iter"] = EOT_DRAWS
-                notes.append(f"the model is randomised: {name} averages gradients over "
-                             f"{EOT_DRAWS} draws (EOT)")
-        attack = create_attack(name, norm=cfg.norm, eps=eps.value, seed=cfg.seed,
-                               params=params)
-        if getattr(attack, "batches_itself", False):
-            attack.batch_size = cfg.batch_size  # AutoAttack batches (and reseeds) itself
-        attacks.append(attack)
-    return attacks, notes
-
-
-def _flags(steps: list, attacks: list[Attack],
-           stochastic: bool) -> tuple[list[str], list[str]]:
-    """(flags, notes): short flags for tables; AutoAttack's own sentences as notes."""
-    flags = ["stochastic-model"] if stochastic else []
-    notes = []
-    white_box_before = False
-    for step, attack in zip(steps, attacks, strict=True):
-        if step.name == "square" and white_box_before and step.broken > 0:
-            flags.append("square-beat-white-box")
-        white_box_before = white_box_before or step.name not in ("square", "gaussian")
-        report = getattr(attack, "report", None)
-        if report is not None:
-            for warning in getattr(report, "warnings", []):
-                flags.append(check_flag(warning))
-                notes.append(f"AutoAttack's check: {warning}")
-            if getattr(report, "square_broke_points", False):
-                flags.append("square-beat-white-box")
-    return list(dict.fromkeys(flags)), notes
-
-
-def _save_state(path: Path, state: ProtocolState) -> None:
-    runs.save_state({
-        "clean_correct": state.clean_correct, "robust": state.robust,
-        "clean_seconds": state.clean_seconds,
-        "steps": [dataclasses.asdict(s) for s in state.steps],
-    }, path)
-
-
-def _unlink_state(path: Path) -> None:
-    """Remove a state file and any sidecar an attack keeps beside it."""
-    path.unlink(missing_ok=True)
-    for extra in path.parent.glob(path.name + ".*"):
-        extra.unlink(missing_ok=True)
-
-
-def _load_state(path: Path) -> ProtocolState:
-    data = runs.load_state(path)
-    return ProtocolState(clean_correct=data["clean_correct"], robust=data["robust"],
-                         clean_seconds=data["clean_seconds"],
-                         steps=[StepResult(**s) for s in data["steps"]])
-
-
-def evaluate(target: Target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = False,
-             force: bool = False) -> list[EvalOutcome]:
-    """Clean and robust accuracy of `target` under `cfg`: one record per eps."""
-    cfg.validate()
-    eps_list = (parse_eps_list(cfg.eps) if cfg.eps
-                else [default_eps(target.info.name, cfg.norm)])
-    for eps in eps_list:  # every attack name, norm and parameter checked before any work
-        _attacks_for(cfg, eps, stochastic=False)
-    n_avail = len(target.test)
-    if cfg.n_examples is not None and cfg.n_examples > n_avail:
-        raise UserError(f"--n-examples {cfg.n_examples} is more than the {n_avail} test "
-                        f"points of {target.info.name}; give at most {n_avail}.")
-    if cfg.all_examples:
-        n_points = n_avail
-    else:
-        n_points = cfg.n_examples or min(config_mod.DEFAULT_N_EXAMPLES, n_avail)
-    runs.ensure_writable_dir(target.evals_dir)
-    device = resolve_device(cfg.device)
-    idx, method = select_points(target.test, n_points, cfg.seed)
-    x, y = target.test.x[idx], target.test.y[idx]
-    model = target.model.to(device)
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    was_training = model.training
-    stochastic = is_stochastic(model, to_float(x[:cfg.batch_size].to(device)))
-    selection = Selection(n_examples=len(idx), method=method, seed=cfg.seed,
-                          n_available=n_avail)
-    outcomes, clean = [], None
-    with Counter(quiet=quiet) as counter:
-        previous: Record | None = None  # the record at the next smaller eps
-        for eps in sorted(eps_list, key=lambda e: e.value):
-            attacks, notes = _attacks_for(cfg, eps, stochastic)
-            protocol = {"attacks": [a.describe() for a in attacks], "norm": cfg.norm,
-                        "batch_size": [getattr(a, "batch_size", None) for a in attacks],
-                        "eps": eps.value, "selection": dataclasses.asdict(selection),
-                        "precision": cfg.precision, "model": dataclasses.asdict(target.source)}
-            key = record_key([a.name for a in attacks], cfg.norm, eps.slug, len(idx), protocol)
-            path = target.evals_dir / f"{key}.json"
-            if path.is_file() and not force:
-                outcomes.append(EvalOutcome(records_mod.read(path), path, reused=True))
-                previous = outcomes[-1].record
-                continue
-            state_path = target.evals_dir / f".{key}.state.pt"
-            inner = [target.evals_dir / f".{key}.attack{i}.state" for i in range(len(attacks))]
-            if resume and state_path.is_file():
-                state = _load_state(state_path)
-                counter.message(f"resuming {key} after {len(state.steps)} finished attack(s)")
-            else:
-                for path_ in (state_path, *inner):
-                    _unlink_state(path_)
-                if clean is None:
-                    clean = clean_state(model, x, y, device=device,
-                                        batch_size=cfg.batch_size, precision=cfg.precision)
-                state = ProtocolState(clean.clean_correct, clean.clean_correct.clone(),
-                                      clean_seconds=clean.clean_seconds)
-            try:
-                run_attacks(model, x, y, attacks, state, device=device,
-                            batch_size=cfg.batch_size, precision=cfg.precision,
-                            counter=counter, on_step=lambda s, p=state_path: _save_state(p, s),
-                            state_path=lambda i, inner=inner: inner[i])
-            except KeyboardInterrupt:
-                raise Interrupted(f"evaluation interrupted after {len(state.steps)} of "
-                                  f"{len(attacks)} attacks; run the same command with --resume "
-                                  f"to continue it.") from None
-            check_unchanged(model, before, was_training)
-            flags, check_notes = _flags(state.steps, attacks, stochastic)
-            record = _record(target, cfg, key, eps, attacks, state, selection,
-                             notes + check_notes, flags + _curve_flags(state, previous), device,
-                             seconds=state.clean_seconds + sum(s.seconds for s in state.steps))
-            written = records_mod.write(record, target.evals_dir)
-            for path_ in (state_path, *inner):
-                _unlink_state(path_)
-            outcomes.append(EvalOutcome(record, written))
-            previous = record
-    return outcomes
-
-
-def _curve_flags(state: ProtocolState, previous: Record | None) -> list[str]:
-    """A larger budget that leaves more points robust is a sign of gradient masking."""
-    if previous is None:
-        return []
-    robust = int(state.robust.sum()) / len(state.robust)
-    if robust > previous.robust_acc:
-        return [f"robust-accuracy-rose-with-eps (from {previous.robust_acc:.2%} at "
-                f"{previous.eps_text})"]
-    return []
-
-
-def _record(target, cfg, key, eps, attacks, state, selection, notes, flags, device,
-            seconds) -> Record:
-    n = len(state.robust)
-    clean_ok, robust_ok = int(state.clean_correct.sum()), int(state.robust.sum())
-    names = [a.name for a in attacks]
-    return Record(
-        schema_version=SCHEMA_VERSION, robench_version=robench.__version__, key=key,
-        created=_now(), model=target.source, dataset=target.info.name, norm=cfg.norm,
-        eps=eps.value, eps_text=eps.text, attacks=names, selection=selection,
-        clean_acc=clean_ok / n, robust_acc=robust_ok / n,
-        robust_ci95=wilson_interval(robust_ok, n), clean_ci95=wilson_interval(clean_ok, n),
-        per_attack=[AttackResult(**dataclasses.asdict(s)) for s in state.steps],
-        flags=flags, notes=list(dict.fromkeys(notes)), seconds=round(seconds, 3),
-        device=str(device), precision=cfg.precision, seed=cfg.seed,
-        architecture=target.source.arch,
-        autoattack_acc=robust_ok / n if "autoattack" in names else None,
-    )
-
-
-# ---------------------------------------------------------------------------------------
 # Crafting and saving adversarial examples
 
 
@@ -487,15 +286,20 @@ class AttackOutcome:
 
 def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, norm: str = "Linf",
           eps: str | None = None, n_examples: int | None = 100, batch_size: int = 500,
-          seed: int = 0, device: str = "auto", precision: str = "fp32",
-          quiet: bool = False) -> AttackOutcome:
-    """Adversarial examples for the first N test points, saved to adv/<key>.safetensors."""
+          seed: int = 0, selection_seed: int = 0, device: str = "auto",
+          precision: str = "fp32", quiet: bool = False) -> AttackOutcome:
+    """Adversarial examples for the first N test points, saved to adv/<key>.safetensors.
+
+    The search runs in `precision`; the saved predictions are the model's in fp32.
+    """
     from safetensors.torch import save_file
 
     from robench.attacks import perturbation_norms
     from robench.threat import parse_eps
 
-    eps_ = parse_eps(eps) if eps is not None else default_eps(target.info.name, norm)
+    shape = tuple(target.test.x.shape[1:])
+    eps_ = (parse_eps(eps, norm=norm, shape=shape) if eps is not None
+            else default_eps(target.info.name, norm, shape))
     attack = create_attack(name, norm=norm, eps=eps_.value, seed=seed, params=params)
     n_avail = len(target.test)
     if n_examples is not None and not 0 < n_examples <= n_avail:
@@ -503,28 +307,28 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
                         f"points of {target.info.name}.")
     runs.ensure_writable_dir(target.adv_dir)
     dev = resolve_device(device)
-    idx, method = select_points(target.test, n_examples, seed)
+    idx, method = select_points(target.test, n_examples, selection_seed)
     x, y = to_float(target.test.x[idx]), target.test.y[idx]
     model = target.model.to(dev)
-    clean_pred = predict(model, Split(x, y), device=dev, batch_size=batch_size,
-                         precision=precision)
+    judge = Judge(model, batch_size=batch_size)
+    searcher = model if precision == "fp32" else InPrecision(model, precision)
+    clean_pred = judge.predict(x.to(dev)).cpu()
     advs = []
     with Counter(quiet=quiet) as counter:
         task = counter.task(name, len(y))
         for s in range(0, len(y), batch_size):
-            with autocast(dev, precision):
-                advs.append(attack(model, x[s:s + batch_size].to(dev),
-                                   y[s:s + batch_size].to(dev)).cpu())
+            advs.append(attack(searcher, x[s:s + batch_size].to(dev),
+                               y[s:s + batch_size].to(dev), judge=judge).cpu())
             counter.advance(task, len(advs[-1]))
     x_adv = torch.cat(advs)
-    adv_pred = predict(model, Split(x_adv, y), device=dev, batch_size=batch_size,
-                       precision=precision)
+    adv_pred = judge.predict(x_adv.to(dev)).cpu()
     linf, l2 = perturbation_norms(x, x_adv)
     size = linf if norm == "Linf" else l2
     correct = clean_pred == y
     fooled = correct & (adv_pred != y)
     key = record_key([name], norm, eps_.slug, len(y),
-                     {"attack": attack.describe(), "selection": method, "seed": seed,
+                     {"attack": attack.describe(), "selection": method,
+                      "selection_seed": selection_seed, "seed": seed,
                       "model": dataclasses.asdict(target.source), "precision": precision})
     path = target.adv_dir / f"{key}.safetensors"
     with atomic_path(path) as tmp:
@@ -533,11 +337,11 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
                    "adv_pred": adv_pred.contiguous()}, tmp,
                   metadata={"attack": json.dumps(attack.describe()), "selection": method,
                             "dataset": target.info.name, "model": target.label})
+    n_correct = int(correct.sum())
     return AttackOutcome(
-        path=path, attack=attack.describe(), n=len(y), clean_correct=int(correct.sum()),
-        success_rate=(fooled.sum() / correct.sum()).item() if correct.any() else 0.0,
+        path=path, attack=attack.describe(), n=len(y), clean_correct=n_correct,
+        success_rate=int(fooled.sum()) / n_correct if n_correct else 0.0,
         linf_mean=linf.mean().item(), linf_max=linf.max().item(), l2_mean=l2.mean().item(),
         l2_max=l2.max().item(), in_ball=bool((size <= eps_.value + 1e-5).all()),
         in_range=bool(((x_adv >= 0) & (x_adv <= 1)).all()),
     )
-

@@ -554,15 +554,28 @@ def eval_(
                                    "N, or a stratified sample for class-ordered data; 'all'. "
                                    "\\[default: 1000, or all if fewer]"),
     batch_size: int = typer.Option(500, "--batch-size", "-b"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the attacks (and of a randomised "
+                             "model's draws)."),
+    selection_seed: int = typer.Option(0, "--selection-seed", help="Seed of the point "
+                                       "sample (class-ordered splits); its own, so records "
+                                       "of different --seed share points."),
     set_: list[str] = typer.Option(None, "--set", help="Attack parameter: attack.param=value, "
                                    "e.g. pgd.loss=dlr (repeatable)."),
     steps: int = typer.Option(None, "--steps", help="Steps of every attack that has them."),
     restarts: int = typer.Option(None, "--restarts", help="Restarts of every attack that has "
                                  "them."),
     checkpoint: Checkpoint = _CHECKPOINT_OPT,
-    precision: Precision = typer.Option(Precision.fp32, "--precision"),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Arithmetic of "
+                                        "the attacks' search; verdicts are always fp32."),
     device: str = typer.Option("auto", "--device"),
+    sanity: bool = typer.Option(False, "--sanity", help="Also run PGD-100 with 5 restarts and "
+                                "a PGD at the largest eps on a subset; flags what they find."),
+    sanity_n: int = typer.Option(100, "--sanity-n", help="Points of the --sanity subset."),
+    verdict_draws: int = typer.Option(10, "--verdict-draws", help="Randomised models: "
+                                      "passes per verdict, all of which must be correct."),
+    allow_non_eot: bool = typer.Option(False, "--allow-non-eot", help="Randomised models: "
+                                       "run attacks that have no EOT, flagged "
+                                       "not-eot-sound."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted evaluation."),
     force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
@@ -604,8 +617,11 @@ def eval_(
                      norm=norm.value, eps=eps or [],
                      n_examples=_n_examples(n_examples, None),
                      all_examples=(n_examples or "").strip().lower() == "all",
-                     batch_size=batch_size, seed=seed, precision=precision.value, device=device,
-                     checkpoint=(checkpoint.value if checkpoint else "final"))
+                     batch_size=batch_size, seed=seed, selection_seed=selection_seed,
+                     precision=precision.value, device=device,
+                     checkpoint=(checkpoint.value if checkpoint else "final"),
+                     verdict_draws=verdict_draws, allow_non_eot=allow_non_eot, sanity=sanity,
+                     sanity_n=sanity_n)
     cfg.validate()
     target = _target(run, model, weights, dataset, data_dir, image_size, mean, std, out, name,
                      checkpoint)
@@ -625,7 +641,9 @@ def _eval_corruptions(args: dict[str, Any]) -> None:
         raise UserError("--attack corruptions is a threat model of its own; run it without "
                         "other attacks (and the Lp attacks in a separate robench eval).")
     for flag, key in (("--eps", "eps"), ("--set", "set_"), ("--steps", "steps"),
-                      ("--restarts", "restarts"), ("--resume", "resume")):
+                      ("--restarts", "restarts"), ("--resume", "resume"),
+                      ("--sanity", "sanity"), ("--allow-non-eot", "allow_non_eot"),
+                      ("--selection-seed", "selection_seed")):
         if args[key]:
             raise UserError(f"{flag} has no meaning for --attack corruptions.")
     cfg = CorruptionConfig(corruptions=_corruption_names(args["corruptions"]),
@@ -796,6 +814,8 @@ def attack_(
                                    "\\[default: 100]"),
     batch_size: int = typer.Option(500, "--batch-size", "-b"),
     seed: int = typer.Option(0, "--seed"),
+    selection_seed: int = typer.Option(0, "--selection-seed", help="Seed of the point sample "
+                                       "(class-ordered splits)."),
     set_: list[str] = typer.Option(None, "--set", help="Attack parameter: attack.param=value."),
     steps: int = typer.Option(None, "--steps"),
     restarts: int = typer.Option(None, "--restarts"),
@@ -821,7 +841,8 @@ def attack_(
                      checkpoint)
     o = api.craft(target, attack, params=params, norm=norm.value, eps=eps,
                   n_examples=_n_examples(n_examples, 100), batch_size=batch_size, seed=seed,
-                  device=device, precision=precision.value, quiet=quiet)
+                  selection_seed=selection_seed, device=device, precision=precision.value,
+                  quiet=quiet)
     table = Table(title=f"{attack} on {target.label}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")

@@ -430,10 +430,16 @@ class EvalConfig:
     n_examples: int | None = None  # None: the first DEFAULT_N_EXAMPLES (or all, if fewer)
     all_examples: bool = False  # the whole test split
     batch_size: int = 500
-    seed: int = 0
-    precision: str = "fp32"
+    seed: int = 0  # the attacks' seed (and the seed of a randomised model's draws)
+    selection_seed: int = 0  # which points, when they are sampled (class-ordered splits)
+    precision: str = "fp32"  # of the attacks' search; verdicts are always fp32
     device: str = "auto"
     checkpoint: str = "final"
+    # Passes per verdict for a randomised model; a point is correct only if every one is.
+    verdict_draws: int = 10
+    allow_non_eot: bool = False  # run attacks without EOT on a randomised model, flagged
+    sanity: bool = False  # the opt-in checks of robench.evaluation.sanity
+    sanity_n: int = 100  # points they run on (the first ones evaluated)
 
     def validate(self) -> EvalConfig:
         _require(bool(self.attacks), "give at least one --attack, e.g. --attack autoattack.")
@@ -443,6 +449,10 @@ class EvalConfig:
                  f"--batch-size must be a positive integer, got {self.batch_size}.")
         _require(self.precision in PRECISIONS,
                  f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}.")
+        _require(self.verdict_draws >= 1,
+                 f"--verdict-draws must be a positive integer, got {self.verdict_draws}.")
+        _require(self.sanity_n >= 1,
+                 f"--sanity-n must be a positive integer, got {self.sanity_n}.")
         stray = sorted(set(self.params) - set(self.attacks))
         _require(not stray, f"parameters were given for attack {stray[0]!r}, which is not "
                             f"among the attacks run ({', '.join(self.attacks)})."

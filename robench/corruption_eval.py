@@ -29,7 +29,7 @@ from robench import records as records_mod
 from robench.data import Split, to_float
 from robench.data.load import DEFAULT_DATA_DIR
 from robench.errors import UserError
-from robench.evaluation import check_unchanged, predict, select_points
+from robench.evaluation import check_unchanged, predict, select_points, snapshot
 from robench.records import CORRUPTIONS, CorruptionResult, Record, Selection, wilson_interval
 from robench.runtime import evaluating, resolve_device
 
@@ -132,8 +132,7 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
 
     device = resolve_device(cfg.device)
     model = target.model.to(device)
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    was_training = model.training
+    before = snapshot(model)
     t0 = time.perf_counter()
     clean = Split(target.test.x[idx], target.test.y[idx])
     run = dict(device=device, batch_size=cfg.batch_size, precision=cfg.precision)
@@ -156,7 +155,7 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
                     accuracy[name].append(int(correct.sum()) / len(correct))  # exact k/n
                     counter.advance(task, 1)
     seconds = time.perf_counter() - t0
-    check_unchanged(model, before, was_training)
+    check_unchanged(model, before)
     result = _result(source, cfg, accuracy, int(clean_correct.sum()) / len(idx), ref_record)
     notes = []
     if premade:

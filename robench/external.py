@@ -32,6 +32,7 @@ class ExternalModel:
     factory: str
     weights: str | None
     weights_sha256: str | None
+    source_sha256: str | None = None  # the file, the factory and the local code they use
 
 
 def parse_spec(spec: str) -> tuple[Path, str]:
@@ -60,6 +61,46 @@ def _import(file: Path):
     finally:
         sys.path.remove(str(file.parent.resolve()))
     return module
+
+
+def _local_files(module, root: Path) -> list[Path]:
+    """The model file and the Python files under its folder that its code comes from.
+
+    Found through the module's globals (imported modules, and the modules classes and
+    functions were defined in), transitively: an edit of a local `nets.py` the model file
+    imports changes the model as much as an edit of the file itself.
+    """
+    import types
+
+    seen: dict[Path, None] = {}
+    todo = [module]
+    while todo:
+        mod = todo.pop()
+        path = getattr(mod, "__file__", None)
+        if not path:
+            continue
+        path = Path(path).resolve()
+        if path in seen or not path.is_relative_to(root):
+            continue
+        seen[path] = None
+        for value in vars(mod).values():
+            if isinstance(value, types.ModuleType):
+                todo.append(value)
+            else:
+                owner = sys.modules.get(getattr(value, "__module__", None) or "")
+                if owner is not None:
+                    todo.append(owner)
+    return sorted(seen)
+
+
+def source_digest(module, file: Path, factory: str) -> str:
+    """sha256 over the factory's name and the bytes of every local file its code comes from."""
+    root = file.resolve().parent
+    digest = hashlib.sha256(factory.encode())
+    for path in [file.resolve(), *(p for p in _local_files(module, root) if p != file.resolve())]:
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def sha256(path: Path) -> str:
@@ -132,21 +173,21 @@ def load_external_model(spec: str, *, weights: str | Path | None,
     return ExternalModel(model=model.eval(), name=name or f"{file.stem}-{factory_name}",
                          file=str(file), factory=factory_name,
                          weights=None if weights is None else str(weights),
-                         weights_sha256=digest)
+                         weights_sha256=digest,
+                         source_sha256=source_digest(module, file, factory_name))
 
 
 @torch.no_grad()
 def check_output_shape(model: nn.Module, x: torch.Tensor, num_classes: int, spec: str) -> None:
     """A model must map a batch of images to one logit per class."""
-    was = model.training
-    model.eval()
+    from robench.runtime import evaluating
+
     try:
-        out = model(x)
+        with evaluating(model):
+            out = model(x)
     except Exception as exc:
         raise UserError(f"the model from {spec} fails on a batch of shape {tuple(x.shape)}: "
                         f"{type(exc).__name__}: {exc}") from None
-    finally:
-        model.train(was)
     want = (x.shape[0], num_classes)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -21,23 +21,30 @@ from robench.atomic import atomic_write_json
 from robench.config import build
 from robench.errors import UserError
 
-# Version 2 added `corruptions` (the common-corruption threat model); version 1 records are
-# version 2 records without it and are read as they are.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# Version 2 added `corruptions` (the common-corruption threat model). Version 3 added what a
+# per-point worst case over records needs (`points`: which points, and each one's verdict),
+# the verdict rule, the sanity pass, each attack's search precision and stand-in, and a hash
+# of a user model's source files. Older records are read as they are, without those.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 EVALS = "evals"
 CORRUPTIONS = "corruptions"  # the `norm` of a common-corruption record
 
 
 @dataclass
 class Selection:
-    """Which test points were evaluated and how they were chosen."""
+    """Which test points were evaluated and how they were chosen.
+
+    `seed` is the selection seed, its own (not the attacks' seed), so evaluations with
+    different attack seeds run on the same points and can be combined point by point.
+    """
 
     n_examples: int
     method: str  # "first" (dataset order) or "stratified" (seeded, per class)
     seed: int
     split: str = "test"
     n_available: int = 0
+    mask: str | None = None  # bits over the split: which points (see encode_bits)
 
 
 @dataclass
@@ -50,6 +57,9 @@ class AttackResult:
     broken: int  # points this attack broke that were still robust before it
     attacked: int  # points it was run on
     seconds: float
+    precision: str = "fp32"  # the arithmetic its search ran in (verdicts are always fp32)
+    searched_on: str = "model"  # "model", or "view" (BatchNorm folded, checked equal)
+    disputed: int = 0  # points a stand-in called broken, the judge not: attacked again
 
 
 @dataclass
@@ -87,6 +97,47 @@ class ModelSource:
     factory: str | None = None
     arch: str | None = None
     defense: str | None = None
+    # A user model's code: sha256 over its file and the local modules it imported, so an
+    # edited model is evaluated again instead of showing a stale record.
+    file_sha256: str | None = None
+
+
+@dataclass
+class Verdict:
+    """How a point was judged: `one-pass` (a deterministic model), or `every-draw` (a
+    randomised one): correct only if each of `draws` fresh passes is correct, and broken as
+    well wherever an attack searching on the real model in fp32 saw a draw misclassify it."""
+
+    rule: str = "one-pass"
+    draws: int = 1
+    precision: str = "fp32"
+    # Randomised models: the mean accuracy of single draws on the clean points (what a
+    # paper's clean accuracy usually is), next to the per-point worst case `clean_acc`.
+    mean_clean_acc: float | None = None
+
+
+@dataclass
+class Points:
+    """Each evaluated point's clean and robust verdict, in the order of the selected indices
+    (encode_bits): what lets a report take the per-point worst case over records."""
+
+    clean: str
+    robust: str
+
+
+@dataclass
+class SanityResult:
+    """The opt-in `--sanity` pass on a subset of the points."""
+
+    n_points: int
+    attack: dict[str, Any]  # the stronger PGD, with every parameter
+    extra_broken: int  # robust under the protocol, broken by the stronger PGD (b)
+    only_protocol: int  # broken by the protocol, not by the stronger PGD (c)
+    p_value: float  # one-sided exact sign test of b against c (McNemar)
+    large_eps: float
+    large_eps_attack: dict[str, Any]
+    large_eps_robust: int  # points of the subset still correct at the large eps
+    large_eps_attacked: int
 
 
 @dataclass
@@ -119,9 +170,18 @@ class Record:
     additional_data: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     corruptions: CorruptionResult | None = None
+    points: Points | None = None
+    verdict: Verdict | None = None
+    sanity: SanityResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def readable_versions() -> str:
+    """"1, 2 and 3": the schema versions this robench reads, for error messages."""
+    *head, last = map(str, READABLE_VERSIONS)
+    return f"{', '.join(head)} and {last}" if head else last
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> list[float]:
@@ -133,6 +193,29 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> lis
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def encode_bits(flags: Any) -> str:
+    """A sequence of booleans as hex; bit i (least significant first) is flags[i].
+
+    Hex digits stand for 4 points each, so 10,000 points take 2,500 characters. Pure Python:
+    the report reads these without torch.
+    """
+    value = 0
+    for i, flag in enumerate(flags):
+        if flag:
+            value |= 1 << i
+    return format(value, f"0{max(1, (len(flags) + 3) // 4)}x")
+
+
+def decode_bits(text: str) -> int:
+    """The integer whose bits encode_bits wrote (bit i is point i); int.bit_count counts."""
+    return int(text, 16)
+
+
+def bits_to_list(text: str, n: int) -> list[bool]:
+    value = decode_bits(text)
+    return [bool(value >> i & 1) for i in range(n)]
 
 
 def _slug(text: str) -> str:
@@ -151,7 +234,7 @@ def validate(data: dict[str, Any], source: str = "record") -> Record:
     """A typed Record from a dict; refuses any other schema version or shape."""
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version not in READABLE_VERSIONS:
-        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        readable = readable_versions()
         raise UserError(f"{source} has schema version {version!r}; this robench reads "
                         f"versions {readable}.")
     for name in ("eps", "clean_acc", "robust_acc"):  # numbers, never text such as "8/255"
@@ -169,7 +252,25 @@ def validate(data: dict[str, Any], source: str = "record") -> Record:
     if record.norm != CORRUPTIONS and record.robust_acc > record.clean_acc + 1e-12:
         raise UserError(f"{source}: robust accuracy {record.robust_acc} exceeds clean "
                         f"accuracy {record.clean_acc}.")
+    if record.points is not None:
+        _check_points(record, source)
     return record
+
+
+def _check_points(record: Record, source: str) -> None:
+    """Per-point verdicts must agree with the accuracies they are the counts of."""
+    n = record.selection.n_examples
+    try:
+        clean, robust = decode_bits(record.points.clean), decode_bits(record.points.robust)
+    except ValueError:
+        raise UserError(f"{source}: its per-point verdicts are not hex bit strings.") from None
+    if clean >> n or robust >> n or robust & ~clean:
+        raise UserError(f"{source}: its per-point verdicts do not fit {n} points (a robust "
+                        f"point must be clean-correct).")
+    if clean.bit_count() != round(record.clean_acc * n) or \
+            robust.bit_count() != round(record.robust_acc * n):
+        raise UserError(f"{source}: its per-point verdicts do not count to its clean and "
+                        f"robust accuracy.")
 
 
 def write(record: Record, directory: Path) -> Path:

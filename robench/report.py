@@ -4,8 +4,9 @@ A report never re-runs anything and never reads logs: it gathers the JSON record
 `robench eval` wrote (runs/<run-id>/evals/<key>.json), refuses the ones that do not fit the
 schema (saying which and why, instead of stopping or half-reading them), keeps the newest of
 repeated evaluations, and ranks one row per model for each threat model (dataset, norm, eps).
-Each row uses the model's most trustworthy number: AutoAttack when it was run, otherwise the
-strongest attack set it faced (the lowest robust accuracy), and the table names which.
+Each row's robust accuracy is the per-point worst case over every record of the model on the
+same points, or the lowest where points differ (robench.worst_case), and the table names the
+attacks it comes from; `autoattack` is AutoAttack's standard version alone.
 
 Files are written through robench.atomic, so an interrupted report leaves the old file whole.
 This module must not import torch (robench.runs does), so a report starts in a second.
@@ -30,19 +31,32 @@ import yaml
 
 from robench.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from robench.errors import UserError
-from robench.records import CORRUPTIONS, EVALS, READABLE_VERSIONS, Record, validate
+from robench.records import (
+    CORRUPTIONS,
+    EVALS,
+    READABLE_VERSIONS,
+    Record,
+    readable_versions,
+    validate,
+)
+from robench.worst_case import autoattack_accuracy, worst_case
 
 FORMATS = ("md", "csv", "html", "json", "png")
 COLUMNS = ["rank", "defense", "arch", "clean", "robust", "ci_low", "ci_high", "attacks", "n",
-           "flags", "train_seconds", "seed", "run", "overlaps_leader", "config"]
+           "flags", "precision", "autoattack", "train_seconds", "seed", "run",
+           "overlaps_leader", "config"]
 # What pandas.read_csv needs to give a leaderboard CSV back exactly (see read_csv below).
 CSV_DTYPES = {"rank": "int64", "defense": "str", "arch": "str", "clean": "float64",
               "robust": "float64", "ci_low": "float64", "ci_high": "float64", "attacks": "str",
-              "n": "int64", "flags": "str", "train_seconds": "float64", "seed": "Int64",
+              "n": "int64", "flags": "str", "precision": "str", "autoattack": "float64",
+              "train_seconds": "float64", "seed": "Int64",
               "run": "str", "overlaps_leader": "bool", "config": "str"}
 OVERLAP = "≈"
-LEGEND = (f"{OVERLAP} marks a model whose 95 % Wilson interval overlaps the leader's: "
-          f"at this number of points it is not clearly worse than rank 1.")
+LEGEND = (f"robust: the per-point worst case over every record of the model on the same "
+          f"points (attacks joined by '&'), or the lowest where points differ; AutoAttack: "
+          f"its standard version alone; search: the precision attacks searched in (verdicts "
+          f"are fp32). {OVERLAP} marks a model whose 95 % Wilson interval overlaps the "
+          f"leader's: at this number of points it is not clearly worse than rank 1.")
 RUN_CONFIG, RUN_ENV, FINAL_WEIGHTS = "config.yaml", "env.json", "model.safetensors"  # robench.runs
 # pandas 3 reads floats back exactly by default (and deprecates the option); pandas 2 must ask
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
@@ -106,7 +120,7 @@ def _read(path: Path) -> Record:
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ValueError("not a result record (no schema_version)")
     if data["schema_version"] not in READABLE_VERSIONS:
-        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        readable = readable_versions()
         raise ValueError(f"schema version {data['schema_version']}, this robench reads "
                          f"{readable}")
     try:
@@ -210,12 +224,6 @@ def _run_meta(path: Path, r: Record, cache: dict) -> tuple[float, Any, str | Non
     return cache[run_dir]
 
 
-def _strength(item: tuple[Record, Path]) -> tuple:
-    """Sort key, best first: AutoAttack, then the lowest robust accuracy, then more points."""
-    r = item[0]
-    return ("autoattack" not in r.attacks, r.robust_acc, -r.selection.n_examples, str(item[1]))
-
-
 def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFrame]:
     """One ranked table per (dataset, norm, eps), one row per model (columns: COLUMNS).
 
@@ -230,15 +238,17 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
     for key in sorted(groups):
         rows = []
         for mid, items in groups[key].items():
-            r, path = min(items, key=_strength)
+            est = worst_case(items)
+            r, path = est.records[0]
             seconds, seed, config = _run_meta(path, r, cache)
+            aa = autoattack_accuracy(items)
             rows.append({
                 "rank": 0, "defense": r.model.defense or "", "arch": r.architecture
-                or r.model.arch or "", "clean": r.clean_acc, "robust": r.robust_acc,
-                "ci_low": r.robust_ci95[0], "ci_high": r.robust_ci95[1],
-                "attacks": "+".join(r.attacks), "n": r.selection.n_examples,
-                "flags": "; ".join(r.flags), "train_seconds": seconds, "seed": seed,
-                "run": names[mid], "overlaps_leader": False,
+                or r.model.arch or "", "clean": est.clean, "robust": est.robust,
+                "ci_low": est.ci[0], "ci_high": est.ci[1], "attacks": est.attacks,
+                "n": est.n, "flags": "; ".join(est.flags), "precision": est.precision,
+                "autoattack": math.nan if aa is None else aa, "train_seconds": seconds,
+                "seed": seed, "run": names[mid], "overlaps_leader": False,
                 "config": config or f"model:{names[mid]}"})
         tables[key] = _rank(pd.DataFrame(rows, columns=COLUMNS).astype(CSV_DTYPES))
         tables[key].attrs.update(dataset=key[0], norm=key[1], eps=key[2],
@@ -275,7 +285,8 @@ def pivot(table: pd.DataFrame) -> pd.DataFrame:
 def read_csv(path: str | Path) -> pd.DataFrame:
     """A leaderboard CSV back as the frame written (dtypes CSV_DTYPES, empty flags stay "")."""
     return pd.read_csv(path, dtype=CSV_DTYPES, keep_default_na=False,
-                       na_values={"train_seconds": [""], "seed": [""]}, **_EXACT_FLOATS)
+                       na_values={"train_seconds": [""], "seed": [""], "autoattack": [""]},
+                       **_EXACT_FLOATS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -301,7 +312,9 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
                    for x, m in zip(table["robust"], marked, strict=True)],
         "95% CI": [f"[{100 * lo:.1f}, {100 * hi:.1f}]"
                    for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "AutoAttack": table["autoattack"].map(_pct),
         "attacks": table["attacks"], "n": table["n"].astype(str),
+        "search": table["precision"],
         "seed": ["–" if pd.isna(s) else str(s) for s in table["seed"]],
         "train s": ["–" if pd.isna(s) else f"{s:.1f}" for s in table["train_seconds"]],
         "flags": table["flags"].replace("", "–")})
@@ -411,8 +424,8 @@ def _model_infos(key, table, folder: Path):
             "dataset": dataset, "threat_model": norm, "eps": float(eps),
             "eps_text": table.attrs.get("eps_text", f"{eps:g}"),
             "clean_acc": float(row.clean), "robust_acc": float(row.robust),
-            "autoattack_acc": float(row.robust) if "autoattack" in row.attacks.split("+")
-            else None, "attacks": row.attacks, "n_examples": int(row.n),
+            "autoattack_acc": None if pd.isna(row.autoattack) else float(row.autoattack),
+            "attacks": row.attacks, "n_examples": int(row.n),
             "additional_data": False, "seed": None if pd.isna(row.seed) else int(row.seed),
             "train_seconds": None if pd.isna(row.train_seconds) else float(row.train_seconds)}
 

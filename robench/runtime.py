@@ -63,14 +63,18 @@ def set_rng_state(state: dict) -> None:
 
 @contextlib.contextmanager
 def evaluating(model: torch.nn.Module):
-    """Eval mode for the duration of the block, then the mode the model had before.
+    """Eval mode for the duration of the block, then the mode each module had before.
 
     Attacks and measurements must see BatchNorm running statistics and no dropout, and must
-    hand the model back as they found it (a model left in eval mode trains wrongly).
+    hand the model back as they found it (a model left in eval mode trains wrongly). Each
+    module's own flag is restored, not the top module's for all: a wrapper in train mode
+    around a member in eval mode must not come back with the member training (its next
+    forward pass would then rewrite its BatchNorm statistics).
     """
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, mode in modes:
+            module.training = mode

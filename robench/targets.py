@@ -67,7 +67,7 @@ def from_external(spec: str, *, weights: str | Path | None, dataset: str,
     check_output_shape(ext.model, to_float(splits.test.x[:2]), splits.info.num_classes, spec)
     source = ModelSource(kind="external", file=ext.file, factory=ext.factory,
                          checkpoint=ext.weights, weights_sha256=ext.weights_sha256,
-                         arch=ext.name, defense="external")
+                         arch=ext.name, defense="external", file_sha256=ext.source_sha256)
     label = f"external-{ext.name}"
     evals_dir = Path(out) if out is not None else Path("runs") / label / EVALS
     return Target(model=ext.model, info=splits.info, test=splits.test, source=source,

@@ -134,9 +134,9 @@ def _validate(model, splits, cfg: TrainConfig, device, epoch: int) -> dict[str, 
     """Clean accuracy on the validation split every epoch; PGD and FGSM accuracy every
     `validation.every` epochs and at the last one (None in between)."""
     r, v = cfg.runtime, cfg.validation
-    kwargs = dict(device=device, batch_size=r.eval_batch_size, precision=r.precision)
     row: dict[str, Any] = {
-        "val_acc": accuracy(model, splits.val, channels_last=r.channels_last, **kwargs),
+        "val_acc": accuracy(model, splits.val, device=device, batch_size=r.eval_batch_size,
+                            channels_last=r.channels_last),
         "val_robust_acc": None, "val_fgsm_acc": None,
     }
     if len(splits.val) and (epoch % v.every == 0 or epoch == cfg.optim.epochs):
@@ -144,7 +144,8 @@ def _validate(model, splits, cfg: TrainConfig, device, epoch: int) -> dict[str, 
         attack = create_attack(v.attack, norm="Linf", eps=v.eps, seed=r.seed, params=params)
         fgsm = create_attack("fgsm", norm="Linf", eps=v.eps, seed=r.seed)
         row["val_robust_acc"], row["val_fgsm_acc"] = attacked_accuracy(
-            model, splits.val, [attack, fgsm], **kwargs)
+            model, splits.val, [attack, fgsm], device=device, batch_size=r.eval_batch_size,
+            precision=r.precision)
     return row
 
 

@@ -19,11 +19,11 @@ from pyautoattack import checks as package_checks
 from pyautoattack.state import EvaluationState
 from torch import nn
 
-from robench import api
 from robench.attacks import create_attack, perturbation_norms
 from robench.attacks.autoattack import LOGGER_NAME, check_flag
 from robench.data import load_dataset
 from robench.errors import UserError
+from robench.evaluation.flags import attack_flags
 from robench.models import create_model
 
 COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square")
@@ -353,6 +353,7 @@ def test_records_get_short_flags_and_keep_the_package_sentences_as_notes():
     zero = _warning_of(package_checks.check_zero_gradients, torch.zeros(2, 3))
     report = SimpleNamespace(warnings=[zero, square], square_broke_points=True)
     steps = [SimpleNamespace(name="autoattack", broken=3)]
-    flags, notes = api._flags(steps, [SimpleNamespace(report=report)], stochastic=False)
+    attack = SimpleNamespace(report=report, uses_gradients=True, name="autoattack")
+    flags, notes = attack_flags(steps, [attack], n=100, stochastic=False)
     assert flags == ["autoattack:zero-gradients", "square-beat-white-box"]
     assert notes == [f"AutoAttack's check: {zero}", f"AutoAttack's check: {square}"]

@@ -8,10 +8,12 @@ from torch import nn
 
 from robench import api, records
 from robench.attacks import Attack, ThreatModel
+from robench.attacks.judge import Judge
 from robench.config import EvalConfig
 from robench.data import Split
 from robench.errors import UserError
-from robench.evaluation import clean_state, is_stochastic, run_attacks, select_points
+from robench.evaluation import clean_pass, detect, run_attacks, select_points
+from robench.evaluation.standin import Searchers
 from robench.records import wilson_interval
 from robench.targets import from_run
 
@@ -43,7 +45,7 @@ class Breaks(Attack):
         super().__init__(ThreatModel("Linf", 0.2))
         self.ids, self.log = ids, log
 
-    def run(self, model, x, y):
+    def run(self, model, x, y, judge=None):
         ids = torch.round(x[:, 0, 0, K] * 100).long()
         self.log.extend(ids.tolist())
         x_adv = x.clone()
@@ -53,14 +55,22 @@ class Breaks(Attack):
         return x_adv
 
 
+def protocol(model, x, y, attacks, *, precision="fp32", view=None, batch_size=4):
+    """The clean pass and the cascade, as `robench eval` runs them (one-pass judge)."""
+    cpu = torch.device("cpu")
+    judge = Judge(model)
+    state = clean_pass(judge, x, y, device=cpu, batch_size=batch_size).state
+    run_attacks(x, y, attacks, state, searchers=Searchers(model, view, precision),
+                judge=judge, device=cpu, batch_size=batch_size)
+    return state
+
+
 def test_robust_accuracy_is_the_per_point_worst_case_and_later_attacks_see_only_robust_points():
     x, y = toy_points(10)
     model = Toy()
-    state = clean_state(model, x, y, device=torch.device("cpu"), batch_size=4, precision="fp32")
-    assert state.clean_correct.all()
     seen_a, seen_b = [], []
-    run_attacks(model, x, y, [Breaks([0, 1], seen_a), Breaks([1, 2], seen_b)], state,
-                device=torch.device("cpu"), batch_size=4)
+    state = protocol(model, x, y, [Breaks([0, 1], seen_a), Breaks([1, 2], seen_b)])
+    assert state.clean_correct.all()
     assert sorted(seen_a) == list(range(10))
     assert sorted(seen_b) == list(range(2, 10))  # 0 and 1 were already broken
     assert state.robust.tolist() == [False] * 3 + [True] * 7
@@ -72,7 +82,7 @@ def test_an_attack_that_leaves_the_eps_ball_is_an_error_not_a_result():
     class Cheat(Attack):
         name = "cheat"
 
-        def run(self, model, x, y):
+        def run(self, model, x, y, judge=None):
             return (x + 0.5).clamp(0, 1)
 
     x, y = toy_points(4)
@@ -110,8 +120,8 @@ class Noisy(nn.Module):
 
 def test_a_randomised_model_is_detected():
     x, _ = toy_points(4)
-    assert not is_stochastic(Toy(), x)
-    assert is_stochastic(Noisy(Toy()), x)
+    assert not detect(Toy(), x).stochastic
+    assert detect(Noisy(Toy()), x).stochastic
 
 
 def evaluate(target, **kwargs):
@@ -188,20 +198,21 @@ def test_records_of_another_schema_version_or_impossible_numbers_are_refused(dig
 def test_an_interrupted_evaluation_resumes_after_its_finished_attacks(digits_run, monkeypatch):
     from robench.attacks import gradient
     from robench.errors import Interrupted
+    from robench.evaluation import runner
 
     target = from_run(digits_run)
     cfg = EvalConfig(attacks=["fgsm", "pgd"], eps=["0.1"], n_examples=60, device="cpu")
-    real_save = api._save_state
+    real_save = runner.save_state
 
     def save_then_stop(path, state):
         real_save(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api, "_save_state", save_then_stop)
+    monkeypatch.setattr(runner, "save_state", save_then_stop)
     with pytest.raises(Interrupted, match="after 1 of 2 attacks.*--resume"):
         api.evaluate(target, cfg, quiet=True)
     assert not list((digits_run / "evals").glob("fgsm+pgd-linf-0.1-*.json"))
-    monkeypatch.setattr(api, "_save_state", real_save)
+    monkeypatch.setattr(runner, "save_state", real_save)
 
     calls = []
     real_fgsm_run = gradient.FGSM.run
@@ -235,8 +246,8 @@ def test_robust_accuracy_rising_with_eps_is_flagged(digits_run, monkeypatch):
     target = from_run(digits_run)
     real_run = gradient.FGSM.run
 
-    def weaker_at_larger_eps(self, model, x, y):  # a masked-gradient stand-in
-        return x.clone() if self.eps > 0.15 else real_run(self, model, x, y)
+    def weaker_at_larger_eps(self, model, x, y, judge=None):  # a masked-gradient stand-in
+        return x.clone() if self.eps > 0.15 else real_run(self, model, x, y, judge)
 
     monkeypatch.setattr(gradient.FGSM, "run", weaker_at_larger_eps)
     outcomes = evaluate(target, attacks=["fgsm"], eps=["0.2", "0.1"], n_examples=40)

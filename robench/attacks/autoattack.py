@@ -53,7 +53,8 @@ from pyautoattack.state import EvaluationState
 from torch import nn
 
 from robench.atomic import atomic_write_json
-from robench.attacks.base import Attack, register_attack
+from robench.attacks.base import Attack, Found, register_attack
+from robench.attacks.judge import Judge
 from robench.errors import UserError
 
 VERSIONS = ("standard", "plus", "rand", "custom")
@@ -61,6 +62,11 @@ COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 DEFAULT_BATCH_SIZE = 500
 LOGGER_NAME = "auto-attack"
 RANDOMIZED_WARNING = "it seems to be a randomized defense"
+# The components that average gradients over draws (EOT) when `eot_iter` > 1.
+EOT_COMPONENTS = ("apgd-ce", "apgd-dlr")
+# AutoAttack's own threshold for its Square check (`checks.check_square_sr`): Square must
+# lower robust accuracy by more than this fraction of the points to signal masking.
+SQUARE_ALPHA = 0.002
 PACKAGE_DIR = Path(pyautoattack.__file__).resolve().parent
 
 # The package's own checks, by a phrase of the sentence each writes, as the short flag a
@@ -119,7 +125,8 @@ class AutoAttackReport:
 
     @property
     def robust_accuracy(self) -> float:
-        return self.robust.float().mean().item() if self.n_points else 0.0
+        """An exact count over n (a float32 mean would print 0.65 as 0.6499999761581421)."""
+        return int(self.robust.sum()) / self.n_points if self.n_points else 0.0
 
     @property
     def randomized(self) -> bool:
@@ -128,12 +135,13 @@ class AutoAttackReport:
 
     @property
     def square_broke_points(self) -> bool:
-        """Black-box Square broke a point that the white-box components before it did not."""
+        """Black-box Square broke more points than AutoAttack's own threshold (0.2 % of the
+        points) after white-box components had run: its check, counted exactly."""
         if "square" not in self.broken:
             return False
         before = self.attacks[:self.attacks.index("square")]
         white_box_before = any(a in self.broken or a in self.resumed for a in before)
-        return white_box_before and self.broken["square"] > 0
+        return white_box_before and self.broken["square"] > SQUARE_ALPHA * self.n_points
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -147,6 +155,9 @@ class AutoAttackReport:
 class AutoAttackParams:
     version: str = "standard"
     attacks: list[str] = field(default_factory=list)
+    # Draws per gradient of APGD-CE and APGD-DLR in version 'custom' (the 'rand' version sets
+    # 20 itself; robench sets 20 for a randomised model).
+    eot_iter: int = 1
 
 
 @dataclass
@@ -192,11 +203,18 @@ class _PackageAttack(Attack):
         return {**super().describe(), "pyautoattack": pyautoattack.__version__,
                 "suite": {"version": version, "attacks": attacks}}
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._evaluate(model, x, y, self._state_path)
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            judge: Judge | None = None) -> Found:
+        """The package decides, on `model`, which points it broke: those are its claims.
+
+        The judge is not asked inside: the package's cascade is its own. The evaluation
+        checks every claim with the judge afterwards (robench.evaluation.protocol).
+        """
+        x_adv = self._evaluate(model, x, y, self._state_path)
+        return Found(x_adv, claimed=~self.report.robust.to(x_adv.device).bool())
 
     def run_with_state(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       state_path: str | Path) -> torch.Tensor:
+                       state_path: str | Path, *, judge: Judge | None = None) -> Found:
         """Like calling the attack, but continue from (and keep up to date) `state_path`.
 
         An interrupted evaluation then resumes after its last finished component and skips the
@@ -208,7 +226,7 @@ class _PackageAttack(Attack):
             raise UserError(f"state_path must be a file path, got {state_path!r}.")
         self._state_path = Path(state_path).resolve()
         try:
-            return self(model, x, y)
+            return self.search(model, x, y, judge=judge)
         finally:
             self._state_path = None
 
@@ -268,6 +286,25 @@ class AutoAttack(_PackageAttack):
                                 f"{', '.join(COMPONENTS)}.")
         if len(set(p.attacks)) != len(p.attacks):
             raise UserError(f"autoattack.attacks {p.attacks} names a component twice.")
+        eot = p.eot_iter
+        if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+            raise UserError(f"autoattack.eot_iter must be a positive integer, got {eot!r}.")
+        if eot > 1 and p.version != "custom":
+            raise UserError(f"autoattack.eot_iter is only read with version 'custom' (version "
+                            f"'rand' draws 20 itself), not {p.version!r}.")
+
+    def _configure(self, aa: _package.AutoAttack) -> None:
+        if self.params.version == "custom" and self.params.eot_iter > 1:
+            aa.apgd.eot_iter = self.params.eot_iter
+
+    def without_eot(self) -> list[str]:
+        """Components this configuration runs without averaging over draws."""
+        version, attacks = self.suite()
+        if version == "rand":
+            return []
+        if version == "custom" and self.params.eot_iter > 1:
+            return [a for a in attacks if a not in EOT_COMPONENTS]
+        return list(attacks)
 
     def suite(self) -> tuple[str, list[str]]:
         if self.params.version == "custom":
@@ -299,6 +336,11 @@ class _Component(_PackageAttack):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "settings": self.settings()}
+
+    def without_eot(self) -> list[str]:
+        if self.component in EOT_COMPONENTS and getattr(self.params, "eot_iter", 1) > 1:
+            return []
+        return [self.component]
 
     def _configure(self, aa: _package.AutoAttack) -> None:
         runner = getattr(aa, _RUNNER[self.component])

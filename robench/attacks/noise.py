@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robench.attacks.base import Attack, ThreatModel, register_attack
-from robench.attacks.gradient import l2_norms, make_generator
+from robench.attacks.base import Attack, Found, ThreatModel, register_attack
+from robench.attacks.judge import Judge
+from robench.attacks.steps import l2_norms, make_generator
 from robench.errors import UserError
 
 
@@ -28,12 +29,14 @@ class GaussianNoise(Attack):
     """g ~ N(0, I) scaled to Linf or L2 norm eps, added, clamped to [0, 1].
 
     With several draws a point is broken if any draw breaks it: it keeps the first draw that is
-    misclassified, otherwise the last draw. Each draw is for the whole batch, so a point's
-    noise does not depend on the other points' outcomes.
+    misclassified, otherwise the last draw. Whether a draw is misclassified is the judge's
+    verdict (the real model in fp32), not that of the model the search was handed. Each draw
+    is for the whole batch, so a point's noise does not depend on the other points' outcomes.
     """
 
     params_cls = GaussianParams
     randomized = True
+    uses_gradients = False
 
     def __init__(self, threat: ThreatModel, params: GaussianParams | None = None, *,
                  seed: int = 0):
@@ -51,7 +54,9 @@ class GaussianNoise(Attack):
         return (x + g * scale).clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            judge: Judge | None = None) -> torch.Tensor | Found:
+        judge = judge if judge is not None else Judge(model)
         x = x.detach().float()
         generator = make_generator(self.seed)
         draws = self.params.draws
@@ -60,11 +65,11 @@ class GaussianNoise(Attack):
             return result
         # Masks and torch.where keep this free of host synchronisation; noise is cheap, so
         # every draw covers the whole batch instead of only the points still standing.
-        done = model(result).float().argmax(1) != y
+        done = ~judge.correct(result, y)
         for i in range(1, draws):
             candidate = self.draw(x, generator)
             keep = done.view(-1, *([1] * (x.dim() - 1)))
             result = torch.where(keep, result, candidate)
             if i < draws - 1:
-                done = done | (model(result).float().argmax(1) != y)
-        return result
+                done = done | ~judge.correct(result, y)
+        return Found(result, judged_broken=done)

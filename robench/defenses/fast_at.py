@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robench.attacks.gradient import ascend
 from robench.attacks.losses import ce
+from robench.attacks.steps import ascend
 from robench.defenses.base import register_defense
 from robench.defenses.pgd_at import (
     CrossEntropyOnCrafted,

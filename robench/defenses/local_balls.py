@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.attacks.gradient import ascend
 from robench.attacks.losses import ce
+from robench.attacks.steps import ascend
 from robench.defenses.base import StepContext, StepOutput, register_defense
 from robench.defenses.pgd_at import (
     check_attack_params,

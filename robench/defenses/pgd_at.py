@@ -9,7 +9,7 @@ al.'s code crafts in train mode, which `craft_mode=train` reproduces).
 
 Also here, because the three adversarial objectives (pgd-at, trades, fast-at) share them: the
 crafting context and the checks of eps, step size and crafting mode. The step itself is
-robench's PGD step (`robench.attacks.gradient.ascend`): the signed input gradient, then the
+robench's PGD step (`robench.attacks.steps.ascend`): the signed input gradient, then the
 projection onto the eps-ball and [0, 1], so training and evaluation use the same arithmetic.
 """
 
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.attacks.gradient import ascend
 from robench.attacks.losses import ce
+from robench.attacks.steps import ascend
 from robench.defenses.base import StepContext, StepOutput, register_defense
 from robench.errors import UserError
 

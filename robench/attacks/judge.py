@@ -1,0 +1,72 @@
+"""The judge: the one place where "does the model classify this point correctly?" is decided.
+
+Attacks may search on a faster stand-in of the model (the BatchNorm-folded view, bf16
+autocast), and a stand-in disagrees with the model on a few points near the decision boundary.
+A point dropped because the stand-in called it broken would never be attacked again, and a
+point counted robust because the stand-in called it correct would be a robustness the model
+does not have. So every verdict (the clean pass, a restart that drops a broken point, noise
+draws that stop early, the final count) is the real model's, in eval mode and in fp32, whatever
+autocast the caller runs under.
+
+A randomised model gives another answer in each pass. The judge can classify a point `draws`
+times with fresh randomness and call it correct only if every draw is: the per-point worst
+case over draws (robench's verdict rule for randomised models, recorded with every result;
+`robench eval --verdict-draws`). For a deterministic model one pass is the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robench.runtime import evaluating
+
+# Points classified per forward pass; callers may hand over any number.
+DEFAULT_BATCH = 500
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off for the block, even inside a caller's bf16 autocast region."""
+    if device.type in ("cpu", "cuda", "mps"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Judge:
+    model: nn.Module
+    draws: int = 1
+    batch_size: int = DEFAULT_BATCH
+
+    def __post_init__(self) -> None:
+        if self.draws < 1:
+            raise ValueError(f"a judge needs at least one draw, got {self.draws}")
+
+    @torch.no_grad()
+    def votes(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """How many of the `draws` passes classify each point correctly (int, on y's device)."""
+        out = torch.zeros(len(y), dtype=torch.long, device=y.device)
+        with evaluating(self.model), full_precision(x.device):
+            for start in range(0, len(y), self.batch_size):
+                xb = x[start:start + self.batch_size].float()
+                yb = y[start:start + self.batch_size]
+                for _ in range(self.draws):
+                    hit = self.model(xb).float().argmax(1) == yb
+                    out[start:start + len(yb)] += hit.to(out.device)
+        return out
+
+    def correct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Bool per point: classified correctly in every draw."""
+        return self.votes(x, y) == self.draws
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The labels of one pass (what `robench attack` saves); fp32, eval mode."""
+        preds = []
+        with evaluating(self.model), full_precision(x.device):
+            for start in range(0, len(x), self.batch_size):
+                preds.append(self.model(x[start:start + self.batch_size].float()).argmax(1))
+        return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)

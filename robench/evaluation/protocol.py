@@ -1,0 +1,186 @@
+"""The protocol: clean verdicts, then each attack on the points still robust, judged by one judge.
+
+AutoAttack's cascade: clean predictions first; then each attack in order runs only on the
+points every earlier attack failed to break, so robust accuracy is the per-point worst case
+over the whole set (a point counts as robust only if every attack fails on it), never an
+average over attacks.
+
+Every verdict is the judge's (robench.attacks.judge: the real model, eval mode, fp32). An
+attack's search may run on a stand-in (the checked view, bf16); what it claims about a point
+is then only a claim:
+- a point the judge finds misclassified is broken, whatever the search said;
+- a point the search claims broken but the judge finds correct is *disputed*: the same
+  attack runs again on that point on the real model in fp32, and that run's result stands;
+- when the search itself ran on the real model in fp32 its claims are observed
+  misclassifications of the model and count as broken (for a randomised model, the draw an
+  attack saw misclassify counts even if the judge's later draws do not).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robench.attacks import Attack
+from robench.attacks.base import Found
+from robench.attacks.judge import Judge, full_precision
+from robench.data import to_float
+from robench.evaluation.randomness import differs
+from robench.evaluation.standin import Search, Searchers
+from robench.progress import Counter
+from robench.runtime import evaluating
+
+
+@dataclass
+class StepResult:
+    name: str
+    params: dict[str, Any]
+    robust_acc_after: float
+    broken: int
+    attacked: int
+    seconds: float
+    precision: str = "fp32"
+    searched_on: str = "model"
+    disputed: int = 0
+
+
+@dataclass
+class ProtocolState:
+    """What a finished prefix of the attack sequence leaves: enough to resume after it."""
+
+    clean_correct: torch.Tensor  # bool, per point
+    robust: torch.Tensor  # bool, per point
+    steps: list[StepResult] = field(default_factory=list)
+    clean_seconds: float = 0.0
+    clean_votes: int = 0  # correct single draws summed over the clean pass (randomised models)
+
+
+@dataclass
+class CleanPass:
+    state: ProtocolState
+    repeat_differs: bool  # a second pass gave other logits: the model is randomised
+
+
+@torch.no_grad()
+def clean_pass(judge: Judge, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
+               batch_size: int, check_repeat: bool = False) -> CleanPass:
+    """The judge's clean verdict on every point; with `check_repeat`, a deterministic model's
+    pass is made twice and compared, which finds randomness that touches only some inputs."""
+    t0 = time.perf_counter()
+    correct = torch.zeros(len(y), dtype=torch.bool)
+    votes, repeat_differs = 0, False
+    for start in range(0, len(y), batch_size):
+        xb = to_float(x[start:start + batch_size].to(device))
+        yb = y[start:start + batch_size].to(device)
+        if check_repeat:
+            with evaluating(judge.model), full_precision(device):
+                first, second = judge.model(xb).float(), judge.model(xb).float()
+            repeat_differs = repeat_differs or differs([first, second])
+            hits = (first.argmax(1) == yb).long()
+        else:
+            hits = judge.votes(xb, yb)
+        correct[start:start + len(yb)] = (hits == judge.draws).cpu()
+        votes += int(hits.sum())
+    state = ProtocolState(clean_correct=correct, robust=correct.clone(),
+                          clean_seconds=time.perf_counter() - t0, clean_votes=votes)
+    return CleanPass(state, repeat_differs)
+
+
+def _verdict(found: Found, judge: Judge, y: torch.Tensor, exact: bool) -> torch.Tensor:
+    ok = judge.correct(found.x_adv, y)
+    if found.judged_broken is not None:
+        ok &= ~found.judged_broken.to(ok.device)
+    if exact and found.claimed is not None:
+        ok &= ~found.claimed.to(ok.device)
+    return ok
+
+
+def _search(attack: Attack, module, x, y, judge: Judge, state_file: Path | None) -> Found:
+    if state_file is not None and hasattr(attack, "run_with_state"):
+        return attack.run_with_state(module, x, y, state_file, judge=judge)
+    return attack.search(module, x, y, judge=judge)
+
+
+def attack_batch(attack: Attack, search: Search, exact: Search, x: torch.Tensor,
+                 y: torch.Tensor, judge: Judge,
+                 state_file: Path | None = None) -> tuple[torch.Tensor, int]:
+    """(bool per point: still robust, points disputed) for one batch under one attack."""
+    found = _search(attack, search.module, x, y, judge, state_file)
+    ok = _verdict(found, judge, y, search.exact)
+    if search.exact or found.claimed is None:
+        return ok, 0
+    dispute = found.claimed.to(ok.device) & ok
+    n_disputed = int(dispute.sum())
+    if n_disputed:
+        report = getattr(attack, "report", None)  # the main run's, for the record
+        again = attack.search(exact.module, x[dispute], y[dispute], judge=judge)
+        if report is not None:
+            attack.report = report
+        ok[dispute] = _verdict(again, judge, y[dispute], exact=True)
+    return ok, n_disputed
+
+
+def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
+                state: ProtocolState, *, searchers: Searchers, judge: Judge,
+                device: torch.device, batch_size: int, counter: Counter | None = None,
+                on_step: Callable[[ProtocolState], None] | None = None,
+                state_path: Callable[[int], Path] | None = None) -> ProtocolState:
+    """Run `attacks` in order on the points still robust; skip those already in `state`.
+
+    `state_path(i)` names a file where attack i may keep its own progress (AutoAttack does),
+    so an interrupted evaluation resumes inside that attack too.
+    """
+    counter = counter or Counter(quiet=True)
+    n = len(y)
+    for i in range(len(state.steps), len(attacks)):
+        attack = attacks[i]
+        search = searchers.for_attack(attack)
+        idx = state.robust.nonzero().flatten()
+        t0 = time.perf_counter()
+        task = counter.task(attack.name, len(idx))
+        still = torch.zeros(len(idx), dtype=torch.bool)
+        disputed = 0
+        whole = getattr(attack, "batches_itself", False)  # AutoAttack batches itself
+        chunk = max(len(idx) if whole else batch_size, 1)
+        for start in range(0, len(idx), chunk):
+            sel = idx[start:start + chunk]
+            xb, yb = to_float(x[sel].to(device)), y[sel].to(device)
+            state_file = state_path(i) if whole and state_path is not None else None
+            ok, d = attack_batch(attack, search, searchers.exact(), xb, yb, judge, state_file)
+            still[start:start + len(sel)] = ok.cpu()
+            disputed += d
+            counter.advance(task, len(sel))
+        state.robust[idx[~still]] = False
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        state.steps.append(StepResult(
+            name=attack.name, params=attack.describe(),
+            robust_acc_after=int(state.robust.sum()) / n, broken=int((~still).sum()),
+            attacked=len(idx), seconds=time.perf_counter() - t0, precision=search.precision,
+            searched_on=search.on, disputed=disputed))
+        if on_step is not None:
+            on_step(state)
+    return state
+
+
+def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool]]:
+    """Every parameter and buffer, and every module's mode: what an evaluation must keep."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return state, [m.training for m in model.modules()]
+
+
+@torch.no_grad()
+def check_unchanged(model: torch.nn.Module,
+                    before: tuple[dict[str, torch.Tensor], list[bool]]) -> None:
+    """An evaluation that changed the model measured something else: that is a bug."""
+    state, modes = before
+    after = model.state_dict()
+    changed = [k for k, v in state.items() if not torch.equal(v, after[k])]
+    if changed or [m.training for m in model.modules()] != modes:
+        raise RuntimeError(f"the evaluation changed the model ({changed[:3] or 'its mode'} "
+                           f"...); its result is not reported")

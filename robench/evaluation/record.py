@@ -1,0 +1,76 @@
+"""The result record of one Lp evaluation: exact counts, per-point verdicts, flags, notes."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import robench
+from robench.attacks.judge import Judge
+from robench.config import EvalConfig
+from robench.evaluation import flags as flags_mod
+from robench.evaluation.plan import Plan
+from robench.evaluation.protocol import ProtocolState
+from robench.evaluation.sanity import Sanity
+from robench.records import (
+    SCHEMA_VERSION,
+    AttackResult,
+    Points,
+    Record,
+    Selection,
+    Verdict,
+    encode_bits,
+    wilson_interval,
+)
+from robench.threat import Eps
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _standard_autoattack(step) -> bool:
+    suite = step.params.get("suite") or {}
+    return step.name == "autoattack" and suite.get("version") == "standard"
+
+
+def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
+                state: ProtocolState, selection: Selection, judge: Judge, *,
+                stochastic: bool, notes: list[str], previous: Record | None,
+                sanity: Sanity | None, device) -> Record:
+    n = len(state.robust)
+    steps = list(state.steps)
+    found_flags, check_notes = flags_mod.attack_flags(steps, plan.attacks, n, stochastic)
+    extra_flags, sanity_result = [], None
+    if sanity is not None:
+        steps.append(sanity.step)
+        extra_flags, sanity_result = sanity.flags, sanity.result
+    clean_ok, robust_ok = int(state.clean_correct.sum()), int(state.robust.sum())
+    robust_acc = robust_ok / n
+    flags = [*found_flags, *plan.flags, *extra_flags,
+             *flags_mod.near_clean(clean_ok, robust_ok, n),
+             *flags_mod.curve(robust_acc, previous.robust_acc if previous else None,
+                              previous.eps_text if previous else None)]
+    # RobustBench's autoattack_acc: only from AutoAttack's standard version, as the cascade
+    # stood after it.
+    autoattack = next((s.robust_acc_after for s in state.steps if _standard_autoattack(s)),
+                      None)
+    mean_clean = state.clean_votes / (n * judge.draws) if stochastic and n else None
+    return Record(
+        schema_version=SCHEMA_VERSION, robench_version=robench.__version__, key=key,
+        created=_now(), model=target.source, dataset=target.info.name, norm=cfg.norm,
+        eps=eps.value, eps_text=eps.text, attacks=[a.name for a in plan.attacks],
+        selection=selection, clean_acc=clean_ok / n, robust_acc=robust_acc,
+        robust_ci95=wilson_interval(robust_ok, n), clean_ci95=wilson_interval(clean_ok, n),
+        per_attack=[AttackResult(**dataclasses.asdict(s)) for s in steps],
+        flags=list(dict.fromkeys(flags)),
+        notes=list(dict.fromkeys([*notes, *plan.notes, *check_notes])),
+        seconds=round(state.clean_seconds + sum(s.seconds for s in steps), 3),
+        device=str(device), precision=cfg.precision, seed=cfg.seed,
+        architecture=target.source.arch, autoattack_acc=autoattack,
+        points=Points(clean=encode_bits(state.clean_correct.tolist()),
+                      robust=encode_bits(state.robust.tolist())),
+        verdict=Verdict(rule="every-draw" if stochastic else "one-pass", draws=judge.draws,
+                        mean_clean_acc=mean_clean),
+        sanity=sanity_result,
+    )

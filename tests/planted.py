@@ -1,0 +1,133 @@
+"""Planted models: small networks built to catch one way an evaluation can over-report.
+
+Each wraps a trained classifier (or is a tiny net of its own) and hides a trap that an
+evaluation must not fall into: randomness a tracer bakes in, randomness that shows only in
+some passes, modules called twice, a stand-in that disagrees with the model near the
+decision boundary. The tests use them; so does the before/after measurement in the
+closing note of the soundness issue.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class PythonRandomMember(nn.Module):
+    """Each forward pass classifies with one member, picked by Python's `random`.
+
+    torch.fx runs `random.random()` once while tracing, so a traced copy always uses the
+    same member: an EOT attack on it averages one member's gradients twenty times.
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.first(x) if random.random() < 0.5 else self.second(x)
+
+
+class NumpyRandomShift(nn.Module):
+    """Classifies the input shifted by a brightness offset drawn with NumPy."""
+
+    def __init__(self, net: nn.Module, size: float = 0.3):
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset = float(np.random.uniform(-self.size, self.size))
+        return self.net(x + offset)
+
+
+class FixedShapeNoise(nn.Module):
+    """Adds noise of a fixed shape, drawn with `torch.randn(shape)` (not derived from x).
+
+    A tracer sees no input in the call, so it stores one draw as a constant.
+    """
+
+    def __init__(self, net: nn.Module, shape: tuple[int, ...], sigma: float = 0.3):
+        super().__init__()
+        self.net, self.shape, self.sigma = net, shape, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x + self.sigma * torch.randn(self.shape))
+
+
+class CoinFlipEnsemble(nn.Module):
+    """One of two members for the whole batch, chosen by a fair coin in each pass.
+
+    Two passes agree half the time, so a two-pass comparison misses the randomness half the
+    time.
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.first(x) if bool(torch.rand(()) < 0.5) else self.second(x)
+
+
+class RandomOnlyFrom(nn.Module):
+    """Deterministic on the first `start` points of an evaluation, noisy on the rest.
+
+    The points carry their position in the last pixel of the first row (tests write it), so
+    a detector that looks only at the first points misses the randomness.
+    """
+
+    def __init__(self, net: nn.Module, start: int, sigma: float = 0.3):
+        super().__init__()
+        self.net, self.start, self.sigma = net, start, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noisy = (x.flatten(1)[:, 0] >= 0.5).view(-1, *([1] * (x.dim() - 1)))
+        noise = self.sigma * torch.randn_like(x) * noisy
+        return self.net(x + noise)
+
+
+class TiedConvBN(nn.Module):
+    """One conv-BN block applied twice: folding BN into the conv in place folds it twice."""
+
+    def __init__(self, channels: int = 3, classes: int = 4):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1),
+                                   nn.BatchNorm2d(channels))
+        self.head = nn.Linear(channels, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.block(x))
+        x = torch.relu(self.block(x))
+        return self.head(x.mean((2, 3)))
+
+
+class SharedConvTwoBranches(nn.Module):
+    """One conv feeding two BatchNorms: each branch needs its own fold."""
+
+    def __init__(self, channels: int = 3, classes: int = 4):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 8, 3, padding=1)
+        self.bn_a, self.bn_b = nn.BatchNorm2d(8), nn.BatchNorm2d(8)
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.bn_a(self.conv(x))).mean((2, 3))
+        b = torch.relu(self.bn_b(self.conv(x))).mean((2, 3))
+        return self.head(torch.cat([a, b], 1))
+
+
+def settle_batchnorm(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial running statistics and affine terms, then eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=gen))
+                m.bias.copy_(torch.rand(m.bias.shape, generator=gen) - 0.5)
+        model.train()
+        for _ in range(3):
+            model(2 * torch.rand(shape, generator=gen))
+    return model.eval()
