@@ -111,6 +111,11 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _torch_version() -> tuple[int, int]:
+    major, minor = re.match(r"(\d+)\.(\d+)", torch.__version__).groups()
+    return int(major), int(minor)
+
+
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"weights file {str(path)!r} does not exist.")
@@ -123,6 +128,11 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as exc:
             raise UserError(f"weights file {str(path)!r} is not a valid safetensors file "
                             f"({exc}).") from None
+    if _torch_version() < (2, 6):
+        raise UserError(f"weights file {str(path)!r} is a pickle, and this torch "
+                        f"{torch.__version__} can run code while loading one even with "
+                        f"weights_only=True (CVE-2025-32434); upgrade to torch >= 2.6 or give "
+                        f"the weights as .safetensors.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:

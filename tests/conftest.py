@@ -41,3 +41,14 @@ def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     cfg, _ = api.resolve_config([{"optim": {"epochs": 12}, "runtime": {"device": "cpu"}}])
     return api.train(cfg, out=out, quiet=True).run_dir
+
+
+@pytest.fixture(scope="session")
+def digits_run_b(tmp_path_factory):
+    """A second normally trained digits CNN (seed 1): the other member of planted ensembles."""
+    from robench import api
+
+    out = tmp_path_factory.mktemp("runs-b")
+    cfg, _ = api.resolve_config([{"optim": {"epochs": 12},
+                                  "runtime": {"device": "cpu", "seed": 1}}])
+    return api.train(cfg, out=out, quiet=True).run_dir

@@ -72,16 +72,13 @@ class CoinFlipEnsemble(nn.Module):
         return self.first(x) if bool(torch.rand(()) < 0.5) else self.second(x)
 
 
-class RandomOnlyFrom(nn.Module):
-    """Deterministic on the first `start` points of an evaluation, noisy on the rest.
+class NoisyWhereMarked(nn.Module):
+    """Noisy on the points whose first pixel is at least 0.5 (tests mark them), deterministic
+    elsewhere: randomness that only some inputs show."""
 
-    The points carry their position in the last pixel of the first row (tests write it), so
-    a detector that looks only at the first points misses the randomness.
-    """
-
-    def __init__(self, net: nn.Module, start: int, sigma: float = 0.3):
+    def __init__(self, net: nn.Module, sigma: float = 0.3):
         super().__init__()
-        self.net, self.start, self.sigma = net, start, sigma
+        self.net, self.sigma = net, sigma
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         noisy = (x.flatten(1)[:, 0] >= 0.5).view(-1, *([1] * (x.dim() - 1)))
@@ -131,3 +128,65 @@ def settle_batchnorm(model: nn.Module, shape: tuple[int, ...], seed: int = 0) ->
         for _ in range(3):
             model(2 * torch.rand(shape, generator=gen))
     return model.eval()
+
+
+def _class_zero(z: torch.Tensor) -> torch.Tensor:
+    """One-hot rows for class 0, shaped like the logits z."""
+    mask = torch.zeros_like(z)
+    mask[:, 0] = 1
+    return mask
+
+
+class RightOnlyInBf16(nn.Module):
+    """The classifier under bf16 autocast; in fp32, class 0 wins wherever the pixels sum to
+    more than `threshold`: a stand-in (bf16) that is right where the model is wrong."""
+
+    def __init__(self, net: nn.Module, threshold: float):
+        super().__init__()
+        self.net, self.threshold = net, threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x).float()
+        if torch.is_autocast_enabled(x.device.type):
+            return z
+        hit = (x.flatten(1).sum(1) > self.threshold).float()
+        return z + _class_zero(z) * (100 * hit)[:, None]
+
+
+class ClassZeroBoosted(nn.Module):
+    """The classifier with class 0's logit raised by `boost`: a stand-in that calls every
+    point of another class broken while the model itself gets most of them right."""
+
+    def __init__(self, net: nn.Module, boost: float = 100.0):
+        super().__init__()
+        self.net, self.boost = net, boost
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x).float()
+        return z + _class_zero(z) * self.boost
+
+
+class ZeroGradient(nn.Module):
+    """Classifies the input rounded to 1/16: the same predictions, an input gradient of zero
+    everywhere (rounding has none), so gradient attacks cannot move: masked gradients."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.round(x * 16) / 16)
+
+
+class RecordingMember(PythonRandomMember):
+    """PythonRandomMember that notes, per forward pass, the member used and whether autograd
+    was recording: the passes an attack takes its gradients from are the ones with grad."""
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__(first, second)
+        self.passes: list[tuple[int, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        member = 0 if random.random() < 0.5 else 1
+        self.passes.append((member, torch.is_grad_enabled()))
+        return (self.first if member == 0 else self.second)(x)

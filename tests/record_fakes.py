@@ -54,7 +54,7 @@ def add_record(run, *, robust, clean=90, n=100, attacks=("pgd",), eps=0.2, eps_t
     eps_text = eps_text or repr(eps)
     points, mask = None, None
     if robust_points is not None:
-        clean_points = range(clean) if clean_points is None else clean_points
+        clean_points = range(min(clean, n)) if clean_points is None else clean_points
         robust, clean = len(robust_points), len(clean_points)
         points = Points(clean=encode_bits([i in set(clean_points) for i in range(n)]),
                         robust=encode_bits([i in set(robust_points) for i in range(n)]))

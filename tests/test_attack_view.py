@@ -1,9 +1,11 @@
 """The faster view attacks search on computes the same function as the model."""
 
+import copy
+
 import pytest
 import torch
 
-from robench.attacks.view import attack_view
+from robench.attacks.view import attack_view, check_view
 from robench.models import create_model
 
 ARCHS = [("cnn", 1, 8), ("resnet18", 3, 32), ("preactresnet18", 3, 32), ("vgg11_bn", 3, 32),
@@ -37,3 +39,80 @@ def test_the_view_matches_outputs_and_input_gradients_and_leaves_the_model_alone
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in view.modules()) or \
         arch == "preactresnet18"  # pre-activation BN follows no conv: nothing to fold
+
+
+# ------------------------------------------------------------------------------------------
+# Modules called twice, and the check that guards every use of the view
+
+
+def _planted(cls):
+    from planted import settle_batchnorm
+
+    torch.manual_seed(0)
+    return settle_batchnorm(cls(), (16, 3, 8, 8))
+
+
+@pytest.mark.parametrize("name", ["TiedConvBN", "SharedConvTwoBranches"])
+def test_a_conv_called_twice_or_shared_by_two_branches_folds_correctly(name):
+    import planted
+
+    model = _planted(getattr(planted, name))
+    x = torch.rand(32, 3, 8, 8)
+    view = attack_view(model)
+    with torch.no_grad():
+        assert torch.allclose(view(x), model(x), rtol=1e-5, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in view.modules())
+    assert check_view(view, model, x, model(x).argmax(1)) is None
+
+
+def _folded_in_place(model):
+    """torch.fx's own fuse, which folds into the conv module itself: wrong for a shared one."""
+    from torch.fx.experimental.optimization import fuse
+
+    return fuse(copy.deepcopy(model).eval())
+
+
+@pytest.mark.parametrize("name", ["TiedConvBN", "SharedConvTwoBranches"])
+def test_folding_in_place_gets_them_wrong_and_the_check_says_so(name):
+    import planted
+
+    model = _planted(getattr(planted, name))
+    x = torch.rand(32, 3, 8, 8)
+    wrong = _folded_in_place(model)
+    with torch.no_grad():
+        assert (wrong(x) - model(x)).abs().max() > 0.01  # measured 0.13 and 0.07
+    reason = check_view(wrong, model, x, model(x).argmax(1))
+    assert reason is not None and "logits differ" in reason
+
+
+def test_a_view_that_fails_the_check_is_not_used_and_the_record_says_why(digits_run,
+                                                                        monkeypatch):
+    from robench import api
+    from robench.config import EvalConfig
+    from robench.evaluation import standin
+    from robench.targets import from_run
+
+    def scaled_view(model):
+        view = attack_view(model)
+        return torch.nn.Sequential(view, Scale(1.01))
+
+    monkeypatch.setattr(standin, "attack_view", scaled_view)
+    target = from_run(digits_run)
+    cfg = EvalConfig(attacks=["pgd"], eps=["0.1"], n_examples=30, device="cpu")
+    (outcome,) = api.evaluate(target, cfg, quiet=True, force=True)
+    rec = outcome.record
+    assert rec.per_attack[0].searched_on == "model"
+    assert any("view was not used because its logits differ" in n for n in rec.notes)
+    monkeypatch.undo()
+    (outcome,) = api.evaluate(target, cfg, quiet=True, force=True)
+    assert outcome.record.per_attack[0].searched_on == "view"
+    assert not outcome.record.notes
+
+
+class Scale(torch.nn.Module):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor

@@ -1,0 +1,59 @@
+"""`--sanity`: a much stronger PGD, and PGD at the largest budget, on a subset of the points."""
+
+import pytest
+from planted import ZeroGradient
+
+from robench import api
+from robench.config import EvalConfig
+from robench.evaluation.sanity import sign_test
+from robench.targets import from_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def evaluate(digits_run, attacks, eps, model=None, **kwargs):
+    target = from_run(digits_run)
+    if model is not None:
+        target.model = model(target.model).eval()
+    cfg = EvalConfig(attacks=attacks, eps=[eps], n_examples=100, device="cpu", sanity=True,
+                     **kwargs)
+    (outcome,) = api.evaluate(target, cfg, quiet=True, force=True)
+    return outcome.record
+
+
+def test_the_sign_test_is_the_exact_binomial_tail():
+    assert sign_test(5, 0) == 1 / 32
+    assert sign_test(3, 3) == (20 + 15 + 6 + 1) / 64
+    assert sign_test(0, 7) == 1.0 and sign_test(0, 0) == 1.0
+
+
+def test_a_weak_protocol_is_flagged_and_the_points_pgd_broke_count_as_broken(digits_run):
+    rec = evaluate(digits_run, ["fgsm"], "0.1")
+    s = rec.sanity
+    assert "stronger-pgd-broke-more" in rec.flags
+    assert s.extra_broken > 0 and s.p_value < 0.05  # measured 25 vs 0
+    fgsm, sanity = rec.per_attack
+    assert sanity.name == "sanity-pgd" and sanity.broken == s.extra_broken
+    assert round(rec.robust_acc * 100) == round(fgsm.robust_acc_after * 100) - s.extra_broken
+    assert sanity.params["steps"] == 100 and sanity.params["restarts"] == 5
+
+
+def test_a_strong_protocol_is_not_flagged(digits_run):
+    rec = evaluate(digits_run, ["pgd"], "0.1", params={"pgd": {"restarts": 3}})
+    assert rec.sanity.p_value >= 0.05  # measured 3 vs 0 with one restart: p = 0.125
+    assert not {"stronger-pgd-broke-more", "large-eps-not-broken"} & set(rec.flags)
+    assert rec.sanity.large_eps == 1.0 and rec.sanity.large_eps_robust == 0
+
+
+def test_masked_gradients_survive_the_largest_budget_and_are_flagged(digits_run):
+    rec = evaluate(digits_run, ["pgd"], "0.1", model=ZeroGradient)
+    s = rec.sanity
+    assert "large-eps-not-broken" in rec.flags
+    assert s.large_eps_robust > 0.01 * s.large_eps_attacked  # measured 99 of 99
+    assert "robust-near-clean" in rec.flags  # and PGD barely moved it at eps 0.1
+
+
+def test_the_largest_l2_budget_is_the_diagonal_of_the_image_cube(digits_run):
+    rec = evaluate(digits_run, ["fgsm"], "1.0", norm="L2", sanity_n=10)
+    assert rec.sanity.large_eps == 8.0  # sqrt(1 * 8 * 8)
+    assert rec.sanity.n_points == 10
