@@ -45,19 +45,18 @@ def test_the_view_matches_outputs_and_input_gradients_and_leaves_the_model_alone
 # Modules called twice, and the check that guards every use of the view
 
 
-def _planted(cls):
-    from planted import settle_batchnorm
-
-    torch.manual_seed(0)
-    return settle_batchnorm(cls(), (16, 3, 8, 8))
-
-
-@pytest.mark.parametrize("name", ["TiedConvBN", "SharedConvTwoBranches"])
-def test_a_conv_called_twice_or_shared_by_two_branches_folds_correctly(name):
+@pytest.fixture(params=["TiedConvBN", "SharedConvTwoBranches"])
+def called_twice(request):
+    """A planted model whose conv is called twice, with settled BatchNorm, and a batch."""
     import planted
 
-    model = _planted(getattr(planted, name))
-    x = torch.rand(32, 3, 8, 8)
+    torch.manual_seed(0)
+    model = planted.settle_batchnorm(getattr(planted, request.param)(), (16, 3, 8, 8))
+    return model, torch.rand(32, 3, 8, 8)
+
+
+def test_a_conv_called_twice_or_shared_by_two_branches_folds_correctly(called_twice):
+    model, x = called_twice
     view = attack_view(model)
     with torch.no_grad():
         assert torch.allclose(view(x), model(x), rtol=1e-5, atol=1e-5)
@@ -65,20 +64,12 @@ def test_a_conv_called_twice_or_shared_by_two_branches_folds_correctly(name):
     assert check_view(view, model, x, model(x).argmax(1)) is None
 
 
-def _folded_in_place(model):
-    """torch.fx's own fuse, which folds into the conv module itself: wrong for a shared one."""
+def test_folding_in_place_gets_them_wrong_and_the_check_says_so(called_twice):
+    """torch.fx's own fuse folds into the conv module itself: wrong for a shared one."""
     from torch.fx.experimental.optimization import fuse
 
-    return fuse(copy.deepcopy(model).eval())
-
-
-@pytest.mark.parametrize("name", ["TiedConvBN", "SharedConvTwoBranches"])
-def test_folding_in_place_gets_them_wrong_and_the_check_says_so(name):
-    import planted
-
-    model = _planted(getattr(planted, name))
-    x = torch.rand(32, 3, 8, 8)
-    wrong = _folded_in_place(model)
+    model, x = called_twice
+    wrong = fuse(copy.deepcopy(model).eval())
     with torch.no_grad():
         assert (wrong(x) - model(x)).abs().max() > 0.01  # measured 0.13 and 0.07
     reason = check_view(wrong, model, x, model(x).argmax(1))
