@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -68,8 +69,6 @@ def sanity_pass(x: torch.Tensor, y: torch.Tensor, state: ProtocolState, *, norm:
                 eps: float, seed: int, n_points: int, stochastic: bool, searchers: Searchers,
                 judge: Judge, device: torch.device, batch_size: int) -> Sanity:
     """Run both checks on the first `n_points` points; marks newly broken points in `state`."""
-    import time
-
     t0 = time.perf_counter()
     m = min(n_points, len(y))
     points = state.clean_correct[:m].nonzero().flatten()
