@@ -14,6 +14,7 @@ import importlib.util
 import pickle
 import re
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +71,6 @@ def _local_files(module, root: Path) -> list[Path]:
     functions were defined in), transitively: an edit of a local `nets.py` the model file
     imports changes the model as much as an edit of the file itself.
     """
-    import types
-
     seen: dict[Path, None] = {}
     todo = [module]
     while todo:

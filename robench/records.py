@@ -178,6 +178,13 @@ class Record:
         return asdict(self)
 
 
+def is_standard_autoattack(step: Any) -> bool:
+    """A step (AttackResult, or a protocol's StepResult) that ran AutoAttack's standard
+    version: the only source of RobustBench's autoattack_acc."""
+    suite = step.params.get("suite") or {}
+    return step.name == "autoattack" and suite.get("version") == "standard"
+
+
 def readable_versions() -> str:
     """"1, 2 and 3": the schema versions this robench reads, for error messages."""
     *head, last = map(str, READABLE_VERSIONS)

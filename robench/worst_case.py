@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robench.records import Record, decode_bits, wilson_interval
+from robench.records import Record, decode_bits, is_standard_autoattack, wilson_interval
 
 COMBINED = " & "  # between the attack sets of records combined point by point
 
@@ -71,15 +71,9 @@ def worst_case(items: list[tuple[Record, Path]]) -> Estimate:
     return min(candidates, key=lambda e: (e.robust, -e.n, e.attacks))
 
 
-def _standard_autoattack(r: Record) -> bool:
-    return any(step.name == "autoattack"
-               and (step.params.get("suite") or {}).get("version") == "standard"
-               for step in r.per_attack)
-
-
 def autoattack_accuracy(items: list[tuple[Record, Path]]) -> float | None:
     """AutoAttack's standard version alone: the record with the most points, then lowest."""
-    standard = [r for r, _ in items if _standard_autoattack(r)]
+    standard = [r for r, _ in items if any(map(is_standard_autoattack, r.per_attack))]
     if not standard:
         return None
     best = min(standard, key=lambda r: (-r.selection.n_examples, _aa_value(r)))

@@ -31,7 +31,10 @@ def test_noise_beating_the_white_box_attacks_is_flagged_above_autoattacks_thresh
 
 
 def test_square_after_white_box_attacks_is_flagged_and_before_them_is_not():
-    attacks = [Named("square"), Named("pgd")]
+    from robench.attacks import create_attack
+
+    square = create_attack("square", norm="Linf", eps=0.1)  # the real one: black-box
+    attacks = [square, Named("pgd")]
     assert attack_flags([Step("square", 50), Step("pgd", 5)], attacks, n=100,
                         stochastic=False)[0] == []
     flags, _ = attack_flags([Step("pgd", 5), Step("square", 50)], attacks[::-1], n=100,

@@ -380,6 +380,7 @@ class FABT(_Component):
 @register_attack("square", "Square, black-box, 5000 queries (AutoAttack's component)")
 class Square(_Component):
     component = "square"
+    uses_gradients = False  # black-box: it only queries the model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,9 +162,10 @@ class PGD(Attack):
             result, margin = first.x, first.margin
             broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
             alive = torch.arange(len(x), device=x.device)  # indices not broken yet
-            for restart in range(1, p.restarts):
-                with torch.no_grad():
-                    hit = ~judge.correct(result[alive], y[alive])
+            for _ in range(1, p.restarts):
+                # The judge breaks points with the best example so far; those keep it. The
+                # others are attacked again, and keep the new iterate where it is better.
+                hit = ~judge.correct(result[alive], y[alive])
                 broken[alive[hit]] = True
                 alive = alive[~hit]
                 if len(alive) == 0:
@@ -174,10 +175,6 @@ class PGD(Attack):
                 better = best.margin > margin[alive]
                 result[alive[better]] = best.x[better]
                 margin[alive[better]] = best.margin[better]
-                # A point the judge broke in an earlier restart keeps that restart's example;
-                # for the others the new iterate is judged at the top of the next round.
-                if restart == p.restarts - 1:
-                    break
             return Found(result, claimed=margin > 0, judged_broken=broken)
 
 

@@ -46,27 +46,25 @@ class Judge:
             raise ValueError(f"a judge needs at least one draw, got {self.draws}")
 
     @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """One pass of the model over x, in batches: eval mode, fp32, fp32 logits."""
+        out = []
+        with evaluating(self.model), full_precision(x.device):
+            for start in range(0, len(x), self.batch_size):
+                out.append(self.model(x[start:start + self.batch_size].float()).float())
+        return torch.cat(out) if out else torch.empty(0)
+
     def votes(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """How many of the `draws` passes classify each point correctly (int, on y's device)."""
         out = torch.zeros(len(y), dtype=torch.long, device=y.device)
-        with evaluating(self.model), full_precision(x.device):
-            for start in range(0, len(y), self.batch_size):
-                xb = x[start:start + self.batch_size].float()
-                yb = y[start:start + self.batch_size]
-                for _ in range(self.draws):
-                    hit = self.model(xb).float().argmax(1) == yb
-                    out[start:start + len(yb)] += hit.to(out.device)
+        for _ in range(self.draws):
+            out += (self.logits(x).argmax(1) == y).to(out.device)
         return out
 
     def correct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Bool per point: classified correctly in every draw."""
         return self.votes(x, y) == self.draws
 
-    @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The labels of one pass (what `robench attack` saves); fp32, eval mode."""
-        preds = []
-        with evaluating(self.model), full_precision(x.device):
-            for start in range(0, len(x), self.batch_size):
-                preds.append(self.model(x[start:start + self.batch_size].float()).argmax(1))
-        return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+        """The labels of one pass (what `robench attack` saves)."""
+        return self.logits(x).argmax(1) if len(x) else torch.empty(0, dtype=torch.long)

@@ -41,10 +41,6 @@ RTOL = 1e-4
 MIN_GRADIENT_COSINE = 0.99
 
 
-class ViewRefused(Exception):
-    """The view cannot be built or does not compute the model's function; why, in words."""
-
-
 class _ChannelsLast(nn.Module):
     def __init__(self, inner: nn.Module):
         super().__init__()

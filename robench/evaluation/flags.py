@@ -26,10 +26,6 @@ STOCHASTIC = "stochastic-model"
 NEAR_CLEAN = "robust-near-clean"
 
 
-def _gradient_free(attack: Attack) -> bool:
-    return not attack.uses_gradients or attack.name == "square"
-
-
 def attack_flags(steps: Sequence, attacks: Sequence[Attack], n: int,
                  stochastic: bool) -> tuple[list[str], list[str]]:
     """(flags, notes) from the attack sequence; AutoAttack's own sentences become notes."""
@@ -37,7 +33,7 @@ def attack_flags(steps: Sequence, attacks: Sequence[Attack], n: int,
     notes = []
     white_box_before = False
     for step, attack in zip(steps, attacks, strict=False):
-        if _gradient_free(attack):
+        if not attack.uses_gradients:
             if white_box_before and step.broken > SQUARE_ALPHA * n:
                 flags.append(f"{attack.name}-beat-white-box")
         else:

@@ -28,12 +28,11 @@ import torch
 
 from robench.attacks import Attack
 from robench.attacks.base import Found
-from robench.attacks.judge import Judge, full_precision
+from robench.attacks.judge import Judge
 from robench.data import to_float
 from robench.evaluation.randomness import differs
 from robench.evaluation.standin import Search, Searchers
 from robench.progress import Counter
-from robench.runtime import evaluating
 
 
 @dataclass
@@ -78,8 +77,7 @@ def clean_pass(judge: Judge, x: torch.Tensor, y: torch.Tensor, *, device: torch.
         xb = to_float(x[start:start + batch_size].to(device))
         yb = y[start:start + batch_size].to(device)
         if check_repeat:
-            with evaluating(judge.model), full_precision(device):
-                first, second = judge.model(xb).float(), judge.model(xb).float()
+            first, second = judge.logits(xb), judge.logits(xb)
             repeat_differs = repeat_differs or differs([first, second])
             hits = (first.argmax(1) == yb).long()
         else:
@@ -125,6 +123,28 @@ def attack_batch(attack: Attack, search: Search, exact: Search, x: torch.Tensor,
     return ok, n_disputed
 
 
+def attack_points(attack: Attack, x: torch.Tensor, y: torch.Tensor, points: torch.Tensor, *,
+                  searchers: Searchers, judge: Judge, device: torch.device, batch_size: int,
+                  state_file: Path | None = None,
+                  advance: Callable[[int], None] | None = None) -> tuple[torch.Tensor, int]:
+    """(bool per point of `points`: still robust, points disputed): `attack` on those points,
+    batch by batch (all at once for AutoAttack, which batches itself)."""
+    search, exact = searchers.for_attack(attack), searchers.exact()
+    whole = getattr(attack, "batches_itself", False)
+    chunk = max(len(points) if whole else batch_size, 1)
+    still = torch.zeros(len(points), dtype=torch.bool)
+    disputed = 0
+    for start in range(0, len(points), chunk):
+        sel = points[start:start + chunk]
+        ok, d = attack_batch(attack, search, exact, to_float(x[sel].to(device)),
+                             y[sel].to(device), judge, state_file if whole else None)
+        still[start:start + len(sel)] = ok.cpu()
+        disputed += d
+        if advance is not None:
+            advance(len(sel))
+    return still, disputed
+
+
 def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
                 state: ProtocolState, *, searchers: Searchers, judge: Judge,
                 device: torch.device, batch_size: int, counter: Counter | None = None,
@@ -143,18 +163,10 @@ def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
         idx = state.robust.nonzero().flatten()
         t0 = time.perf_counter()
         task = counter.task(attack.name, len(idx))
-        still = torch.zeros(len(idx), dtype=torch.bool)
-        disputed = 0
-        whole = getattr(attack, "batches_itself", False)  # AutoAttack batches itself
-        chunk = max(len(idx) if whole else batch_size, 1)
-        for start in range(0, len(idx), chunk):
-            sel = idx[start:start + chunk]
-            xb, yb = to_float(x[sel].to(device)), y[sel].to(device)
-            state_file = state_path(i) if whole and state_path is not None else None
-            ok, d = attack_batch(attack, search, searchers.exact(), xb, yb, judge, state_file)
-            still[start:start + len(sel)] = ok.cpu()
-            disputed += d
-            counter.advance(task, len(sel))
+        still, disputed = attack_points(
+            attack, x, y, idx, searchers=searchers, judge=judge, device=device,
+            batch_size=batch_size, state_file=state_path(i) if state_path else None,
+            advance=lambda k, task=task: counter.advance(task, k))
         state.robust[idx[~still]] = False
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robench.attacks.judge import full_precision
-from robench.runtime import evaluating
+from robench.attacks.judge import Judge
 
 PASSES = 16
 POINTS = 128
@@ -76,8 +75,8 @@ def differs(outputs: list[torch.Tensor]) -> bool:
 @torch.no_grad()
 def detect(model: nn.Module, x: torch.Tensor, passes: int = PASSES) -> Randomness:
     """`passes` forward passes of x (eval mode, fp32) compared."""
-    with evaluating(model), full_precision(x.device):
-        outputs = [model(x.float()).float() for _ in range(passes)]
+    judge = Judge(model, batch_size=max(1, len(x)))
+    outputs = [judge.logits(x) for _ in range(passes)]
     diff, flips = compare_passes(outputs)
     return Randomness(stochastic=flips > 0 or diff > TOLERANCE, passes=passes, points=len(x),
                       max_difference=diff, flips=flips)

@@ -20,6 +20,7 @@ from robench.records import (
     Selection,
     Verdict,
     encode_bits,
+    is_standard_autoattack,
     wilson_interval,
 )
 from robench.threat import Eps
@@ -27,11 +28,6 @@ from robench.threat import Eps
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def _standard_autoattack(step) -> bool:
-    suite = step.params.get("suite") or {}
-    return step.name == "autoattack" and suite.get("version") == "standard"
 
 
 def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
@@ -53,7 +49,7 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
                               previous.eps_text if previous else None)]
     # RobustBench's autoattack_acc: only from AutoAttack's standard version, as the cascade
     # stood after it.
-    autoattack = next((s.robust_acc_after for s in state.steps if _standard_autoattack(s)),
+    autoattack = next((s.robust_acc_after for s in state.steps if is_standard_autoattack(s)),
                       None)
     mean_clean = state.clean_votes / (n * judge.draws) if stochastic and n else None
     return Record(

@@ -21,12 +21,13 @@ import torch
 from robench import config as config_mod
 from robench import records as records_mod
 from robench import runs
+from robench.attacks.autoattack import RANDOMIZED_WARNING
 from robench.attacks.judge import Judge
 from robench.config import EvalConfig
 from robench.data import to_float
 from robench.errors import Interrupted, UserError
 from robench.evaluation import randomness
-from robench.evaluation.plan import plan_attacks
+from robench.evaluation.plan import Plan, plan_attacks
 from robench.evaluation.points import select_points, selection_mask
 from robench.evaluation.protocol import (
     ProtocolState,
@@ -68,11 +69,12 @@ def save_state(path: Path, state: ProtocolState) -> None:
     }, path)
 
 
-def _unlink_state(path: Path) -> None:
-    """Remove a state file and any sidecar an attack keeps beside it."""
-    path.unlink(missing_ok=True)
-    for extra in path.parent.glob(path.name + ".*"):
-        extra.unlink(missing_ok=True)
+def _unlink_states(*paths: Path) -> None:
+    """Remove state files and any sidecar an attack keeps beside one."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        for extra in path.parent.glob(path.name + ".*"):
+            extra.unlink(missing_ok=True)
 
 
 def _load_state(path: Path) -> ProtocolState:
@@ -169,22 +171,22 @@ class _Session:
     def run(self, eps_list: list[Eps], *, stochastic: bool | None, resume: bool,
             force: bool) -> list[EvalOutcome]:
         stochastic, setup_notes = self._setup(stochastic)
-        for eps in eps_list:  # refuse attacks without EOT before any of them runs
-            plan_attacks(self.cfg, eps.value, stochastic=stochastic)
+        # Planned for every eps first: attacks without EOT are refused before any runs.
+        plans = {eps.value: plan_attacks(self.cfg, eps.value, stochastic=stochastic)
+                 for eps in eps_list}
         outcomes: list[EvalOutcome] = []
         previous: Record | None = None  # the record at the next smaller eps
         with Counter(quiet=self.quiet) as counter:
             for eps in sorted(eps_list, key=lambda e: e.value):
-                outcome = self._one(eps, stochastic, setup_notes, previous, counter,
-                                    resume=resume, force=force)
+                outcome = self._one(eps, plans[eps.value], stochastic, setup_notes, previous,
+                                    counter, resume=resume, force=force)
                 outcomes.append(outcome)
                 previous = outcome.record
         return outcomes
 
-    def _one(self, eps: Eps, stochastic: bool, setup_notes: list[str], previous, counter, *,
-             resume: bool, force: bool) -> EvalOutcome:
+    def _one(self, eps: Eps, plan: Plan, stochastic: bool, setup_notes: list[str], previous,
+             counter, *, resume: bool, force: bool) -> EvalOutcome:
         cfg, target = self.cfg, self.target
-        plan = plan_attacks(cfg, eps.value, stochastic=stochastic)
         attacks = plan.attacks
         verdict = {"rule": "every-draw" if stochastic else "one-pass",
                    "draws": self.judge.draws}
@@ -204,8 +206,7 @@ class _Session:
             state = _load_state(state_path)
             counter.message(f"resuming {key} after {len(state.steps)} finished attack(s)")
         else:
-            for path_ in (state_path, *inner):
-                _unlink_state(path_)
+            _unlink_states(state_path, *inner)
             c = self.clean.state
             state = ProtocolState(c.clean_correct.clone(), c.clean_correct.clone(),
                                   clean_seconds=c.clean_seconds, clean_votes=c.clean_votes)
@@ -223,10 +224,9 @@ class _Session:
             for attack in attacks:
                 report = getattr(attack, "report", None)
                 if report is not None and getattr(report, "randomized", False):
-                    for path_ in (state_path, *inner):
-                        _unlink_state(path_)
+                    _unlink_states(state_path, *inner)
                     raise _FoundRandomised(next(w for w in report.warnings
-                                                if "randomized" in w))
+                                                if RANDOMIZED_WARNING in w))
         checks = None
         if cfg.sanity:
             checks = sanity_pass(self.x, self.y, state, norm=cfg.norm, eps=eps.value,
@@ -238,6 +238,5 @@ class _Session:
                              previous=previous, sanity=checks, device=self.device)
         written = records_mod.write(record, target.evals_dir)
         self.written.append(written)
-        for path_ in (state_path, *inner):
-            _unlink_state(path_)
+        _unlink_states(state_path, *inner)
         return EvalOutcome(record, written)

@@ -23,9 +23,8 @@ import torch
 
 from robench.attacks import create_attack
 from robench.attacks.judge import Judge
-from robench.data import to_float
 from robench.evaluation.plan import EOT_DRAWS
-from robench.evaluation.protocol import ProtocolState, StepResult, attack_batch
+from robench.evaluation.protocol import ProtocolState, StepResult, attack_points
 from robench.evaluation.standin import Searchers
 from robench.records import SanityResult
 from robench.threat import largest_norm
@@ -52,19 +51,6 @@ def sign_test(b: int, c: int) -> float:
     return sum(math.comb(n, k) for k in range(b, n + 1)) / 2 ** n
 
 
-def _robust_under(attack, x, y, points: torch.Tensor, *, searchers: Searchers, judge: Judge,
-                  device, batch_size: int) -> torch.Tensor:
-    """Bool per point of `points` (indices): still correct under `attack`."""
-    search, exact = searchers.for_attack(attack), searchers.exact()
-    ok = torch.zeros(len(points), dtype=torch.bool)
-    for start in range(0, len(points), batch_size):
-        sel = points[start:start + batch_size]
-        got, _ = attack_batch(attack, search, exact, to_float(x[sel].to(device)),
-                              y[sel].to(device), judge)
-        ok[start:start + len(sel)] = got.cpu()
-    return ok
-
-
 def sanity_pass(x: torch.Tensor, y: torch.Tensor, state: ProtocolState, *, norm: str,
                 eps: float, seed: int, n_points: int, stochastic: bool, searchers: Searchers,
                 judge: Judge, device: torch.device, batch_size: int) -> Sanity:
@@ -75,8 +61,8 @@ def sanity_pass(x: torch.Tensor, y: torch.Tensor, state: ProtocolState, *, norm:
     eot = {"eot_iter": EOT_DRAWS} if stochastic else {}
     strong = create_attack("pgd", norm=norm, eps=eps, seed=seed,
                            params={"steps": STEPS, "restarts": RESTARTS, **eot})
-    ok = _robust_under(strong, x, y, points, searchers=searchers, judge=judge, device=device,
-                       batch_size=batch_size)
+    run = dict(searchers=searchers, judge=judge, device=device, batch_size=batch_size)
+    ok, _ = attack_points(strong, x, y, points, **run)
     protocol_robust = state.robust[points]
     b = int((protocol_robust & ~ok).sum())
     c = int((~protocol_robust & ok).sum())
@@ -85,8 +71,7 @@ def sanity_pass(x: torch.Tensor, y: torch.Tensor, state: ProtocolState, *, norm:
     large = create_attack("pgd", norm=norm, eps=big, seed=seed,
                           params={"steps": STEPS, "random_start": False,
                                   "step_size": big / 10, **eot})
-    ok_large = _robust_under(large, x, y, points, searchers=searchers, judge=judge,
-                             device=device, batch_size=batch_size)
+    ok_large, _ = attack_points(large, x, y, points, **run)
     p = sign_test(b, c)
     flags = []
     if b > 0 and p < P_VALUE:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from robench.attacks import Attack
-from robench.attacks.view import InPrecision, ViewRefused, attack_view, check_view
+from robench.attacks.view import InPrecision, attack_view, check_view
 
 RANDOMISED_NOTE = ("the model is randomised: attacks search on the model itself, never on a "
                    "traced view (tracing would fix one draw of its randomness)")
@@ -28,10 +28,7 @@ def choose_view(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     """(the view, None) if it may be used for this model, else (None, the reason)."""
     if stochastic:
         return None, RANDOMISED_NOTE
-    try:
-        view = attack_view(model).to(x.device)
-    except ViewRefused as exc:
-        return None, f"no BatchNorm-folded view: {exc}"
+    view = attack_view(model).to(x.device)
     reason = check_view(view, model, x, y)
     if reason is not None:
         return None, (f"the BatchNorm-folded view was not used because {reason}; attacks "
@@ -62,8 +59,7 @@ class Searchers:
         package = getattr(attack, "batches_itself", False)  # AutoAttack: the model itself
         inner, on = ((self.view, "view") if self.view is not None and not package
                      else (self.model, "model"))
-        module = inner if self.precision == "fp32" and on == "model" else \
-            InPrecision(inner, self.precision)
+        module = inner if self.precision == "fp32" else InPrecision(inner, self.precision)
         return Search(module=module, on=on, precision=self.precision)
 
     def exact(self) -> Search:
