@@ -328,7 +328,7 @@ def test_the_update_is_the_specified_step_on_correct_samples_only(digits, monkey
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loss = objective(start=0, every=1).after_step(model, x, y, ctx(0, 0.1), optimizer)
 
-    net, stage = reference.net, "layer3"
+    net, stage = reference.net, "layer2"  # the cnn's stage before the last
     reference.eval()
     A = net.forward_to(reference.net_input(x), stage).detach().requires_grad_(True)
     z = net.forward_from(A, stage)
@@ -413,9 +413,9 @@ def test_batchnorm_statistics_move_once_and_the_mode_is_restored(digits):
     right = eval_predictions(model, x) == y
     reference = copy.deepcopy(model).train()
     with torch.no_grad():
-        reference(x[right])  # layer3 is the last stage: every BatchNorm is before the mask
+        reference(x[right])  # cut after the last stage: every BatchNorm is before the mask
     params_before = [p.detach().clone() for p in model.parameters()]
-    objective(start=0, every=1).after_step(model, x, y, ctx(0),
+    objective(stage="layer3", start=0, every=1).after_step(model, x, y, ctx(0),
                                            torch.optim.SGD(model.parameters(), lr=0.1))
     assert model.training
     for (name, got), want in zip(model.named_buffers(), reference.buffers(), strict=True):
@@ -430,12 +430,15 @@ def test_batchnorm_statistics_move_once_and_the_mode_is_restored(digits):
     assert not model.training
 
 
+# The authors' rule, the stage before the last: their ResNet-50's layer3 of 4 and their
+# ResNeXt-29's second stage of 3 (their feature_id 3 counts the stem as layer 1).
 ARCHS = [
     ("resnet18", 3, 32, 0.125, "layer3"),
     ("preactresnet18", 3, 32, 0.125, "layer3"),
-    ("wrn-28-10", 3, 32, 0.05, "block3"),
-    ("vgg11_bn", 3, 32, 0.125, "layer3"),
-    ("cnn", 1, 8, 1.0, "layer3"),
+    ("wrn-28-10", 3, 32, 0.05, "block2"),
+    ("vgg11_bn", 3, 32, 0.125, "layer4"),
+    ("alexnet", 3, 32, 0.125, "layer2"),
+    ("cnn", 1, 8, 1.0, "layer2"),
 ]
 
 
@@ -481,10 +484,23 @@ class TwoStages(StagedNet):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def test_the_stage_is_the_third_or_the_last_of_a_shorter_net_or_the_one_named():
+class OneStage(StagedNet):
+    stage_names = ("only",)
+
+    def __init__(self):
+        super().__init__()
+        self.only = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(8, 10)
+
+    def head(self, x):
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_the_stage_is_the_one_before_the_last_or_the_only_one_or_the_one_named():
     model = Classifier(Normalize((0.0,), (1.0,)), TwoStages())
-    assert split_stage(model, None)[1] == "second"
-    assert split_stage(model, "first")[1] == "first"
+    assert split_stage(model, None)[1] == "first"
+    assert split_stage(model, "second")[1] == "second"
+    assert split_stage(Classifier(Normalize((0.0,), (1.0,)), OneStage()), None)[1] == "only"
     with pytest.raises(UserError, match=r"^gwi\.stage 'layer9' is not a stage of TwoStages; "
                                         r"valid: first, second\.$"):
         split_stage(model, "layer9")

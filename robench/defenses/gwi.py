@@ -18,13 +18,17 @@ The model has to find the class from the regions it relied on least, so it sprea
 evidence; nothing changes at test time. The update runs from iteration `start` (500) on,
 every `every`-th (3) iteration.
 
-The authors' parts: the layer (ResNet layer3), K = 6, 50 k-means iterations with centres
+The authors' parts: the layer, K = 6, 50 k-means iterations with centres
 snapped to real channels, the mask and the orthogonality loss (with their 1e-8 in the
 z-score and the population standard deviation), the weights 0.1 and 1e-3 and the schedule.
 
 Robench's reading:
-- The stage is `stage_names[2]` (ResNet layer3, WRN block3, VGG layer3); an arch with fewer
-  stages uses its last one. The stage output is used as it is: for pre-activation families
+- The stage is the one before the last, the authors' rule from both of their models (CIFAR
+  ResNeXt-29, whose stem they count as layer 1, so their `feature_id=3` of 4 is its second of
+  three stages; ImageNet ResNet-50, layer3 of 4). So ResNet-18 and PreActResNet-18 use layer3,
+  ResNeXt-29 and WRN stage 2 of 3, VGG layer4 of 5, AlexNet and the small CNN layer2 of 3. The
+  last stage would leave only BN-ReLU-pool-fc after the mask on a 3-stage arch. An arch of a
+  single stage uses it. `gwi.stage` names another. The stage output is used as it is: for pre-activation families
   (preactresnet, WRN) it is the residual sum, not a post-ReLU map.
 - Correct samples are those the eval-mode pass classifies correctly after the CE step. (The
   authors reuse the CE step's train-mode logits from before its update; the eval pass is
@@ -74,7 +78,7 @@ TIE_RTOL = 1e-4
 
 @dataclass
 class GWIParams:
-    stage: str | None = None  # None: the third stage (the last one for shorter archs)
+    stage: str | None = None  # None: the stage before the last (the authors' rule)
     groups: int = 6
     kmeans_iters: int = 50
     start: int = 500  # first iteration (0-based, counted over the whole run) with an update
@@ -88,7 +92,7 @@ def check(params: GWIParams) -> GWIParams:
     p = params
     if p.stage is not None and not str(p.stage).strip():
         raise UserError(f"gwi.stage must name a stage of the model, such as 'layer3', or be "
-                        f"unset for the third stage; got {p.stage!r}.")
+                        f"unset for the stage before the last; got {p.stage!r}.")
     if p.groups < 2:
         raise UserError(f"gwi.groups must be an integer >= 2 (channels are split into that "
                         f"many groups), got {p.groups}.")
@@ -312,7 +316,7 @@ def split_stage(model: nn.Module, stage: str | None) -> tuple[StagedNet, str]:
                         f"got {type(model).__name__}.")
     names = net.stage_names
     if stage is None:
-        return net, names[2] if len(names) >= 3 else names[-1]
+        return net, names[-2] if len(names) >= 2 else names[-1]
     if stage not in names:
         raise UserError(f"gwi.stage {stage!r} is not a stage of {type(net).__name__}; "
                         f"valid: {', '.join(names)}.")
