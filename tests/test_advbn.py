@@ -20,7 +20,7 @@ from robench.defenses import StepContext, resolve_defense
 from robench.defenses.advbn import AdvBNParams, attack_statistics, restyle
 from robench.errors import UserError
 from robench.models import create_model
-from robench.models.layers import DualBatchNorm2d, branch
+from robench.models.layers import DualBatchNorm2d, FrozenBatchNorm2d, branch
 
 CIFAR = dict(in_channels=3, num_classes=10, image_size=32, mean=(0.49, 0.48, 0.45),
              std=(0.25, 0.24, 0.26))
@@ -137,7 +137,7 @@ def test_the_attack_is_the_methods_pgd_on_the_multipliers(batch):
 def test_the_attack_runs_the_adv_branch_in_eval_mode_and_leaves_the_model_as_it_was(batch):
     x, y = batch
     model = converted(plain("resnet18"), freeze=True).train()
-    f = first_stage_features(model, x)  # in train mode: moves the first stage's statistics
+    f = first_stage_features(model, x)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     bn = model.net.layer2[0].bn1
@@ -146,7 +146,7 @@ def test_the_attack_runs_the_adv_branch_in_eval_mode_and_leaves_the_model_as_it_
         part.register_forward_pre_hook(lambda m, args: seen.append((m, m.training)))
     attack_statistics(model, f, y, "layer1", AdvBNParams())
     assert seen and all(m is bn.adv and not training for m, training in seen)
-    assert all(m.training for m in model.modules())
+    assert all(m.training for m in model.modules() if not isinstance(m, FrozenBatchNorm2d))
     assert all(d.route == "clean" for d in duals(model))
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(p.grad is None for p in model.parameters())
@@ -271,6 +271,48 @@ def test_freeze_stops_gradients_at_the_stem_and_the_first_stage(batch, arch, ear
             assert p.grad is None and not p.requires_grad, name
         else:
             assert p.grad is not None, name
+
+
+@pytest.mark.parametrize(("arch", "early"), [
+    ("resnet18", ("net.conv1.", "net.bn1.", "net.layer1.")),
+    ("preactresnet18", ("net.conv1.", "net.layer1.")),
+    ("wrn-28-10", ("net.conv1.", "net.block1.")),
+])
+def test_fine_tuning_leaves_the_frozen_part_bit_identical_running_statistics_included(
+        batch, arch, early):
+    """The authors put every BatchNorm of the frozen part in eval mode: it normalises with its
+    running statistics, which no step moves, and `model.train()` does not wake it."""
+    x, y = batch
+    model = converted(plain(arch), freeze=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frozen_bns = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert frozen_bns and all(type(m) is nn.BatchNorm2d or isinstance(m, FrozenBatchNorm2d)
+                              for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    for step in range(3):
+        model.train()
+        assert not any(m.training for m in frozen_bns)
+        loss = objective(freeze=True)(model, x[8 * (step % 2):][:8], y[8 * (step % 2):][:8],
+                                      CTX).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = model.state_dict()
+    early_keys = [k for k in before if k.startswith(early)]
+    assert any("running_mean" in k for k in early_keys)
+    for key in early_keys:
+        assert torch.equal(after[key], before[key]), key
+    later = [k for k in before if "running_mean" in k and not k.startswith(early)]
+    assert later and all(not torch.equal(after[k], before[k]) for k in later)
+
+
+def test_without_freeze_the_first_stage_batchnorm_follows_the_data(batch):
+    x, y = batch
+    model = converted(plain("resnet18"), freeze=False).train()
+    before = model.net.layer1[0].bn1.running_mean.clone()
+    objective()(model, x[:8], y[:8], CTX)
+    assert not torch.equal(model.net.layer1[0].bn1.running_mean, before)
 
 
 @pytest.mark.parametrize("arch", ["alexnet", "vgg11"])

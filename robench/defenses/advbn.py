@@ -28,9 +28,10 @@ What robench interprets:
 - The split defaults to the arch's first stage (`stage_names[0]`: `layer1`, or `block1` for a
   WideResNet). "After the split" means the later stages and the head (e.g. the final BN of a
   pre-activation net); the stem's BatchNorm (ResNet `bn1`) is before it.
-- `freeze` sets requires_grad False on the stem and the stages up to the split, as the authors
-  do when fine-tuning. Only gradients stop: in train mode the frozen BatchNorms' running
-  statistics still follow the data.
+- `freeze` does what the authors' fine-tuning does to the stem and the stages up to the
+  split: no gradient to their parameters, and every BatchNorm there in eval mode for good
+  (a `FrozenBatchNorm2d`, which `model.train()` leaves in eval), so it normalises with its
+  running statistics and never updates them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from robench.defenses.base import StepContext, StepOutput, register_defense
 from robench.defenses.pgd_at import crafting, require
 from robench.errors import UserError
 from robench.models.base import StagedNet
-from robench.models.layers import DualBatchNorm2d, branch
+from robench.models.layers import DualBatchNorm2d, FrozenBatchNorm2d, branch
 
 WITH_BATCHNORM = "resnet18, preactresnet18, wrn-28-10, cnn or a vgg*_bn"
 
@@ -56,7 +57,7 @@ class AdvBNParams:
     steps: int = 6
     step_size: float = 0.2
     bound: float = 1.1  # multipliers stay in [1 - bound, 1 + bound]; not a pixel budget
-    freeze: bool = False  # no gradient to the stem and the stages up to the split
+    freeze: bool = False  # stem and stages up to the split: no gradient, BatchNorm in eval
 
 
 def check(params: AdvBNParams) -> AdvBNParams:
@@ -145,6 +146,10 @@ def convert(model: nn.Module, params: AdvBNParams) -> nn.Module:
         for part in early:
             for p in part.parameters():
                 p.requires_grad_(False)
+        for parent in list(net.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.BatchNorm2d and id(child) in kept:
+                    setattr(parent, name, FrozenBatchNorm2d.of(child))
     return model
 
 

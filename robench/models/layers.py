@@ -136,6 +136,31 @@ class Upsample(nn.Module):
         return f"scale={self.scale}, mode={self.mode!r}"
 
 
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm that stays in eval mode: running statistics normalise, nothing updates them.
+
+    Fine-tuning with a frozen part (AdvBN's stem and first stage) means more than no gradient:
+    a BatchNorm left in train mode would normalise with each batch's statistics and keep
+    moving its running ones. `model.train()` reaches every module, so the mode is pinned here
+    rather than set once. It stays an `nn.BatchNorm2d` with the same state-dict keys, so
+    checkpoints load either way and the attack view still folds it into its convolution.
+    """
+
+    @classmethod
+    def of(cls, bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
+        """A frozen layer holding `bn`'s parameters and statistics (its tensors themselves)."""
+        frozen = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+                     track_running_stats=bn.track_running_stats)
+        frozen._parameters = dict(bn._parameters)
+        frozen._buffers = dict(bn._buffers)
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        return frozen.eval()
+
+    def train(self, mode: bool = True) -> FrozenBatchNorm2d:
+        return super().train(False)
+
+
 class DualBatchNorm2d(nn.Module):
     """Two BatchNorms for one layer, `clean` and `adv`; `route` says which one runs.
 
