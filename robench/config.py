@@ -26,8 +26,8 @@ from robench.errors import UserError
 
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
-AUGMENTS = ("crop+flip", "crop", "none")
+SCHEDULES = ("constant", "multistep", "cosine", "onecycle", "cyclic")
+AUGMENTS = ("crop+flip", "crop", "none", "augmix+clean")
 
 
 @dataclass

@@ -11,6 +11,11 @@ import math
 
 from robench.config import OptimConfig
 
+# Triangular schedules, 0 -> lr -> 0 linearly, by where the peak sits (a fraction of training).
+# cyclic: Wong et al. 2020's CIFAR fast-AT (torch's CyclicLR with equal steps up and down);
+# onecycle: Rice et al. 2020's fast-AT schedule in robust_overfitting (peak at 2/5).
+PEAKS = {"cyclic": 0.5, "onecycle": 0.4}
+
 
 def lr_at(cfg: OptimConfig, step: int, steps_per_epoch: int) -> float:
     """Learning rate for optimisation step `step` (0-based), given the steps in an epoch."""
@@ -23,9 +28,8 @@ def lr_at(cfg: OptimConfig, step: int, steps_per_epoch: int) -> float:
         lr = cfg.lr * cfg.gamma**passed
     elif cfg.schedule == "cosine":
         lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / total))
-    elif cfg.schedule == "onecycle":
-        # Triangular cycle of Wong et al. (2020): 0 -> lr over the first 2/5, then -> 0.
-        peak = 0.4 * total
+    elif cfg.schedule in PEAKS:
+        peak = PEAKS[cfg.schedule] * total
         lr = cfg.lr * (epoch / peak if epoch < peak else max(0.0, (total - epoch) / (total - peak)))
     else:  # validated in config; reaching this is a bug
         raise ValueError(f"unknown schedule {cfg.schedule!r}")
