@@ -28,8 +28,9 @@ Robench's reading:
   three stages; ImageNet ResNet-50, layer3 of 4). So ResNet-18 and PreActResNet-18 use layer3,
   ResNeXt-29 and WRN stage 2 of 3, VGG layer4 of 5, AlexNet and the small CNN layer2 of 3. The
   last stage would leave only BN-ReLU-pool-fc after the mask on a 3-stage arch. An arch of a
-  single stage uses it. `gwi.stage` names another. The stage output is used as it is: for pre-activation families
-  (preactresnet, WRN) it is the residual sum, not a post-ReLU map.
+  single stage uses it. `gwi.stage` names another.
+- The stage output is used as it is: for pre-activation families (preactresnet, WRN) it is
+  the residual sum, not a post-ReLU map.
 - Correct samples are those the eval-mode pass classifies correctly after the CE step. (The
   authors reuse the CE step's train-mode logits from before its update; the eval pass is
   needed anyway, so robench spends no extra forward.) Fewer than two correct samples skip
