@@ -90,10 +90,14 @@ def scaled(channels: int, width: float) -> int:
 
 
 def kaiming_init(module: nn.Module, linear_std: float | None = None) -> None:
-    """He-normal (fan_out) convolutions with zero bias, as the reference CIFAR code does.
+    """He-normal (fan_out) convolutions with zero bias.
 
-    `linear_std` draws linear weights from N(0, std^2) with zero bias (the VGG reference);
-    without it linear layers keep PyTorch's default.
+    This is the init of torchvision's ResNet and VGG, of the RCM authors' models and of the
+    WideResNet of Zagoruyko & Komodakis as TRADES and Rice et al. use it. It is not every
+    source's: the ResNet-18 of Pang et al. (kuangliu's CIFAR code) keeps PyTorch's default
+    (Kaiming-uniform with a = sqrt(5)), so a robench ResNet-18 starts from other weights than
+    theirs. `linear_std` draws linear weights from N(0, std^2) with zero bias (torchvision's
+    VGG uses 0.01); without it linear layers keep PyTorch's default.
     """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):

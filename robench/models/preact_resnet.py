@@ -4,6 +4,10 @@ The stem conv has no BN after it (each block normalises its own input) and a fin
 precedes GAP. Module names follow that code (`conv1`, `layer1..layer4`, blocks with
 `bn1`/`conv1`/`bn2`/`conv2`/`shortcut`, final `bn`, `linear`), so its weights map one to one.
 Stages: `layer1..layer4`; one stride digit per stage.
+
+This is Rice et al.'s (robust_overfitting) block, whose projection shortcut takes the
+activated input; it is not the PreActResNet-18 file of Wong et al.'s fast_adversarial code, so
+the `cifar10-fast-at` recipe trains Wong's method on Rice's network.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        # A projection sees the activated input (as in the reference); identity paths see x.
+        # A projection sees the activated input (as in Rice et al.'s code); identity paths see x.
         self.projects = in_planes != planes
         if self.projects:
             self.shortcut = nn.Sequential(

@@ -43,7 +43,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (carries the stride) -> 1x1 x4, as in the CIFAR reference code."""
+    """1x1 -> 3x3 (carries the stride) -> 1x1 x4, the layout of kuangliu's CIFAR code."""
 
     expansion = 4
 

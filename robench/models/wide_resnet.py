@@ -25,7 +25,7 @@ class WideBasicBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, padding=1, bias=False)
-        # The projection sees the activated input (as in the reference); identity paths see x.
+        # The projection sees the activated input (as in TRADES' WRN); identity paths see x.
         self.equal_in_out = in_planes == out_planes
         if not self.equal_in_out:
             self.convShortcut = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
