@@ -29,6 +29,7 @@ ALL_ARCHS = [
     "preactresnet18",
     "wrn-28-10",
     "wrn-34-10",
+    "resnext29-4x32d",
 ]
 # Archs whose default strides downsample little enough for 8x8 digits.
 SMALL_IMAGE_ARCHS = [
@@ -39,6 +40,7 @@ SMALL_IMAGE_ARCHS = [
     "preactresnet18",
     "wrn-28-10",
     "wrn-34-10",
+    "resnext29-4x32d",
 ]
 # Five stride-2 pools (VGG) or conv1 + three pools (AlexNet) need more than 8x8.
 LARGE_IMAGE_ARCHS = [a for a in ALL_ARCHS if a not in SMALL_IMAGE_ARCHS]
@@ -138,7 +140,27 @@ CNN_EXPECTED = (
     + linear(128, 10)
 )
 
+def grouped_conv(k: int, cin: int, cout: int, groups: int) -> int:
+    return k * k * (cin // groups) * cout
+
+
+def resnext29_expected(cardinality: int = 4, group_width: int = 32, classes: int = 10) -> int:
+    """AugMix's / the GWI authors' CIFAR ResNeXt-29: stem 64, 3 stages x 3 bottlenecks."""
+    total, cin = conv(3, 3, 64, bias=False) + bn(64), 64
+    for stage, out in enumerate((256, 512, 1024)):
+        inner = cardinality * group_width * 2**stage
+        for block in range(3):
+            total += (conv(1, cin, inner, bias=False) + bn(inner)
+                      + grouped_conv(3, inner, inner, cardinality) + bn(inner)
+                      + conv(1, inner, out, bias=False) + bn(out))
+            if block == 0:  # the width changes: a 1x1 projection with BN
+                total += conv(1, cin, out, bias=False) + bn(out)
+            cin = out
+    return total + linear(1024, classes)
+
+
 REFERENCE_COUNTS = {
+    "resnext29-4x32d": resnext29_expected(),  # 6,807,882: AugMix's "6.8M"
     "resnet18": 11_173_962,
     "preactresnet18": 11_172_170,
     "wrn-28-10": 36_479_194,

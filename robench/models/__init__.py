@@ -18,6 +18,7 @@ from robench.models import (  # noqa: F401  (importing a family registers its ar
     alexnet,
     preact_resnet,
     resnet,
+    resnext,
     small,
     vgg,
     wide_resnet,
