@@ -7,7 +7,17 @@ augmented batches as an uninterrupted one. Random numbers are drawn on the gener
 device (a CPU generator may drive a CUDA batch) and then moved to the batch.
 
 Draw order per call, which a saved generator state depends on: crop offsets (N x 2 integers
-in [0, 2 * padding]), then, for "crop+flip", N flip decisions.
+in [0, 2 * padding]), then, for "crop+flip" and "augmix+clean", N flip decisions, then, for
+"augmix+clean" with rows to mix, one seed for AugMix's own draws.
+
+"augmix+clean" is the data of the GWI authors' CIFAR runs: every epoch holds the training
+set twice, shuffled together, once cropped and flipped and once cropped, flipped and then
+AugMix-ed (Hendrycks et al. 2020; severity 3, 3 chains of depth 1-3, Dirichlet/Beta(1)
+mixing, the ops that do not overlap CIFAR-10-C's corruptions), with no JSD term. AugMix is
+torchvision's implementation, applied image by image (one call on a batch would share its
+operations across the batch) on the CPU under its own seeded generator, so runs stay
+reproducible and resumable. It mixes in uint8 where the authors mix in float: each mixed
+pixel is rounded to the nearest 1/255.
 """
 
 from __future__ import annotations
@@ -16,7 +26,13 @@ import torch
 
 from robench.errors import UserError
 
-AUGMENTATIONS = ("crop+flip", "crop", "none")
+AUGMENTATIONS = ("crop+flip", "crop", "none", "augmix+clean")
+AUGMIX = dict(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0, all_ops=False)
+
+
+def copies(kind: str) -> int:
+    """How many times an epoch holds each training image: twice for "augmix+clean"."""
+    return 2 if kind == "augmix+clean" else 1
 
 
 def check_augment(kind: str) -> str:
@@ -31,9 +47,12 @@ def augment_batch(
     kind: str,
     generator: torch.Generator | None = None,
     padding: int | None = None,
+    mixed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """`x` (N x C x H x W) randomly cropped from its zero-padded self and, for "crop+flip",
-    mirrored left-right, one independent draw per image. "none" returns `x` itself.
+    """`x` (N x C x H x W) randomly cropped from its zero-padded self and, for "crop+flip"
+    and "augmix+clean", mirrored left-right, one independent draw per image; for
+    "augmix+clean", the rows where the boolean `mixed` is True are then AugMix-ed. "none"
+    returns `x` itself.
 
     `padding` defaults to H // 8 (4 pixels for 32x32 images, the usual CIFAR recipe).
     """
@@ -47,9 +66,28 @@ def augment_batch(
     source = generator.device if generator is not None else torch.device("cpu")
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=source)
     flips = None
-    if kind == "crop+flip":
+    if kind in ("crop+flip", "augmix+clean"):
         flips = torch.rand(n, generator=generator, device=source).lt(0.5).to(x.device)
-    return _crop(x, offsets.to(x.device) - pad, flips)
+    out = _crop(x, offsets.to(x.device) - pad, flips)
+    if kind == "augmix+clean" and mixed is not None and bool(mixed.any()):
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=source))
+        out = augmix_rows(out, mixed, seed)
+    return out
+
+
+def augmix_rows(x: torch.Tensor, rows: torch.Tensor, seed: int) -> torch.Tensor:
+    """`x` with AugMix applied to each image where `rows` is True, its draws seeded by `seed`."""
+    from torchvision.transforms import v2
+
+    mix = v2.AugMix(**AUGMIX)
+    picked = rows.nonzero().flatten().cpu()
+    images = x[picked.to(x.device)].detach().cpu().mul(255).round_().to(torch.uint8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        done = torch.stack([mix(image) for image in images])
+    out = x.clone()
+    out[picked.to(x.device)] = done.to(device=x.device, dtype=x.dtype).div_(255)
+    return out
 
 
 def _crop(x: torch.Tensor, shift: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:

@@ -102,10 +102,12 @@ class Schedule(str, Enum):
     multistep = "multistep"
     cosine = "cosine"
     onecycle = "onecycle"
+    cyclic = "cyclic"
 
 
 class Augment(str, Enum):
     crop_flip = "crop+flip"
+    augmix_clean = "augmix+clean"
     crop = "crop"
     none = "none"
 

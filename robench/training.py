@@ -19,7 +19,7 @@ import torch
 
 from robench import runs
 from robench.attacks import create_attack
-from robench.augment import augment_batch
+from robench.augment import augment_batch, copies
 from robench.config import TrainConfig
 from robench.data import DatasetSplits, to_float
 from robench.defenses import Defense, StepContext
@@ -67,7 +67,7 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
     model.to(device=device, memory_format=memory_format)
     optimizer = make_optimizer(model, cfg)
     train = splits.train.to(device)
-    n_steps = steps_per_epoch(len(train), o.batch_size)
+    n_steps = steps_per_epoch(len(train) * copies(augment), o.batch_size)
 
     start_epoch, seconds_so_far = 0, 0.0
     best: dict[str, Any] | None = None
@@ -186,7 +186,8 @@ def _train_epoch(model, defense, train, cfg, epoch, n_steps, optimizer, augment,
                  memory_format, reporter) -> tuple[float, int, int]:
     o, r = cfg.optim, cfg.runtime
     gen = epoch_generator(r.seed, epoch)
-    order = torch.randperm(len(train), generator=gen).to(device)
+    # "augmix+clean" epochs hold every image twice: picks from len(train) on are AugMix copies.
+    order = torch.randperm(len(train) * copies(augment), generator=gen).to(device)
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -197,8 +198,9 @@ def _train_epoch(model, defense, train, cfg, epoch, n_steps, optimizer, augment,
         lr = lr_at(o, step, n_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = order[i * o.batch_size:(i + 1) * o.batch_size]
-        x = augment_batch(to_float(train.x[idx]), augment, gen)
+        picks = order[i * o.batch_size:(i + 1) * o.batch_size]
+        idx = picks % len(train)
+        x = augment_batch(to_float(train.x[idx]), augment, gen, mixed=picks >= len(train))
         x = x.contiguous(memory_format=memory_format)
         y = train.y[idx]
         ctx = StepContext(epoch=epoch, iteration=step, label_smoothing=o.label_smoothing)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robench.augment import AUGMENTATIONS, augment_batch
+from robench.augment import AUGMENTATIONS, augment_batch, copies
 from robench.errors import UserError
 
 
@@ -120,7 +120,7 @@ def test_without_a_generator_the_global_rng_is_used():
 
 
 def test_unknown_kind_is_a_user_error_listing_the_valid_ones():
-    with pytest.raises(UserError, match=r"'crop\+rotate'.*crop\+flip, crop, none"):
+    with pytest.raises(UserError, match=r"'crop\+rotate'.*crop\+flip, crop, none, augmix\+clean"):
         augment_batch(torch.rand(2, 3, 8, 8), "crop+rotate")
 
 
@@ -135,3 +135,56 @@ def test_cpu_generator_drives_a_cuda_batch_like_a_cpu_one():
     cpu = augment_batch(x, "crop+flip", torch.Generator().manual_seed(1))
     cuda = augment_batch(x.cuda(), "crop+flip", torch.Generator().manual_seed(1))
     assert cuda.device.type == "cuda" and torch.equal(cuda.cpu(), cpu)
+
+
+# --- augmix+clean: the GWI authors' CIFAR data -------------------------------------------------
+
+
+def uint8_images(n: int, seed: int = 0) -> torch.Tensor:
+    """Images on the 1/255 grid, as a CIFAR batch is after to_float."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=gen).float().div(255)
+
+
+def test_an_augmix_clean_epoch_holds_every_image_twice():
+    assert copies("augmix+clean") == 2
+    assert [copies(k) for k in ("crop+flip", "crop", "none")] == [1, 1, 1]
+
+
+def test_unmixed_rows_are_the_crop_and_flip_of_the_same_draws():
+    x = uint8_images(12)
+    mixed = torch.arange(12) % 3 == 0
+    out = augment_batch(x, "augmix+clean", torch.Generator().manual_seed(5), mixed=mixed)
+    plain = augment_batch(x, "crop+flip", torch.Generator().manual_seed(5))
+    assert torch.equal(out[~mixed], plain[~mixed])
+    assert all(not torch.equal(out[i], plain[i]) for i in mixed.nonzero().flatten())
+
+
+def test_mixed_rows_stay_on_the_pixel_grid_in_range_and_reproduce_from_the_seed():
+    x = uint8_images(8)
+    mixed = torch.ones(8, dtype=torch.bool)
+    a = augment_batch(x, "augmix+clean", torch.Generator().manual_seed(2), mixed=mixed)
+    b = augment_batch(x, "augmix+clean", torch.Generator().manual_seed(2), mixed=mixed)
+    assert torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a.mul(255).round(), a.mul(255).round().clamp(0, 255))
+    assert torch.allclose(a * 255, (a * 255).round(), atol=1e-4)
+
+
+def test_augmix_draws_its_operations_per_image_not_per_batch():
+    """Eight copies of one image, mixed in one call, come out as eight different images."""
+    x = uint8_images(1).expand(8, -1, -1, -1).clone()
+    gen = torch.Generator().manual_seed(0)
+    out = augment_batch(x, "augmix+clean", gen, padding=0, mixed=torch.ones(8, dtype=torch.bool))
+    distinct = {tuple(img.flatten().tolist()) for img in out}
+    assert len(distinct) == 8
+
+
+def test_augmix_leaves_the_global_generator_alone():
+    x = uint8_images(4)
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    augment_batch(x, "augmix+clean", torch.Generator().manual_seed(0),
+                  mixed=torch.ones(4, dtype=torch.bool))
+    assert torch.equal(torch.rand(3), expected)
