@@ -52,3 +52,34 @@ def digits_run_b(tmp_path_factory):
     cfg, _ = api.resolve_config([{"optim": {"epochs": 12},
                                   "runtime": {"device": "cpu", "seed": 1}}])
     return api.train(cfg, out=out, quiet=True).run_dir
+
+
+@pytest.fixture(scope="session")
+def shared_cifar10(tmp_path_factory):
+    """The shared CIFAR-10 JPEG copy unpacked once per session (in RAM where there is room),
+    with its own image cache, and removed afterwards; skipped where the copy is absent (a
+    clone without ../shared beside it)."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"the shared CIFAR-10 copy is not at {archive}")
+    shm = Path("/dev/shm")
+    roomy = shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2**30
+    target = Path(tempfile.mkdtemp(prefix="robench-cifar-", dir=shm if roomy else
+                                   tmp_path_factory.mktemp("cifar")))
+    cache = tmp_path_factory.mktemp("cifar-cache")
+    before = os.environ.get("ROBENCH_CACHE")
+    os.environ["ROBENCH_CACHE"] = str(cache)
+    try:
+        subprocess.run(["tar", "xzf", str(archive), "-C", str(target)], check=True)
+        yield target / "cifar10-jpeg"
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+        if before is None:
+            os.environ.pop("ROBENCH_CACHE", None)
+        else:
+            os.environ["ROBENCH_CACHE"] = before
