@@ -57,7 +57,7 @@ batch at once with batched matrix products on the model's device (a handful of k
 iteration, whatever the batch), so that the method costs little more than the two extra
 passes it needs. robench's budget is 1.5x a standard step over a training run; measured:
 1.32x over whole CIFAR-subset runs, 1.52-1.55x when every sample of a batch takes part
-(benchmarks/seeds/gwi_localballs_advbn.md).
+(benchmarks/README.md, "Seed defenses"; benchmarks/gwi_step_time.py).
 """
 
 from __future__ import annotations
