@@ -119,3 +119,47 @@ def saved_overrides(name: str, saved: dict) -> dict:
     if name == "cifar10-gwi":
         return {"gwi": {**saved["defenses"]["gwi"], "start": 0, "every": 1}}
     return {}
+
+
+# --- benchmarks/seeds/reproduce.py builds valid runs from the recipes ------------------------
+
+
+def reproduce_module():
+    import importlib.util
+    import sys
+
+    root = HERE.parents[1] / "benchmarks"
+    sys.path.insert(0, str(root))
+    try:
+        spec = importlib.util.spec_from_file_location("reproduce", root / "seeds" / "reproduce.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["reproduce"] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(root))
+    return module
+
+
+PAPER_DEFENSES = {
+    "kap": ["gaussian", "kap"], "rcm": ["pgd-at", "rcm+pgd-at", "trades", "rcm+trades"],
+    "gwi": ["standard", "gwi"], "local-balls": ["fast-at", "local-balls", "pgd-at"],
+    "advbn": ["standard", "standard", "advbn"],
+}
+
+
+@pytest.mark.parametrize("seed", sorted(PAPER_DEFENSES))
+def test_reproduce_trains_each_seed_against_its_baselines_with_the_recipes(seed):
+    reproduce = reproduce_module()
+    common = {"data": {"dataset": "cifar10"}, "runtime": {"device": "cpu"}}
+    runs_ = reproduce.paper_runs(seed, common)
+    defenses = []
+    for run in runs_:
+        if run.init is None:
+            cfg, _ = api.resolve_config(run.layers)
+            assert cfg.data.dataset == "cifar10" and cfg.runtime.device == "cpu"
+            defenses.append(cfg.defense)
+        else:  # a fine-tune names a run of the same seed to start from
+            assert run.init in [r.label for r in runs_]
+            defenses.append(run.layers[0].get("defense") or recipe_layer(
+                "cifar10-advbn-finetune")["defense"])
+    assert defenses == PAPER_DEFENSES[seed]

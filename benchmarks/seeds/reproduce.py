@@ -27,7 +27,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,7 +63,6 @@ class Seed:
     published: str
     protocol: str  # "lp" (PGD-20 + AutoAttack) or "corruptions"
     reference: str | None = None  # the run mCE is computed against (corruptions)
-    notes: list[str] = field(default_factory=list)
 
 
 SEEDS = {
@@ -139,9 +138,16 @@ def paper_runs(seed: str, common: dict) -> list[Run]:
     def r(name: str, *extra: dict) -> list[dict]:
         return [recipe_layer(name), *extra, common]
 
+    def swapped(name: str, defense: str, params: dict | None = None) -> list[dict]:
+        """Recipe `name` with another defense: the same data, arch and optimiser."""
+        layer = {k: v for k, v in recipe_layer(name).items() if k != "defenses"}
+        layer["defense"] = defense
+        if params:
+            layer["defenses"] = {defense: params}
+        return [layer, common]
+
     if seed == "kap":
-        return [Run("gaussian (sigma 0.2)", r("cifar10-kap", {
-                    "defense": "gaussian", "defenses": {"gaussian": {"sigma": 0.2}}})),
+        return [Run("gaussian (sigma 0.2)", swapped("cifar10-kap", "gaussian", {"sigma": 0.2})),
                 Run("kap", r("cifar10-kap"))]
     if seed == "rcm":
         return [Run("pgd-at 1222", r("cifar10-pgd-at-bag-of-tricks")),
@@ -149,7 +155,7 @@ def paper_runs(seed: str, common: dict) -> list[Run]:
                 Run("trades 1222", r("cifar10-trades")),
                 Run("rcm+trades 1122", r("cifar10-rcm-trades"))]
     if seed == "gwi":
-        return [Run("standard", r("cifar10-gwi", {"defense": "standard", "defenses": {}})),
+        return [Run("standard", swapped("cifar10-gwi", "standard")),
                 Run("gwi", r("cifar10-gwi"))]
     if seed == "local-balls":
         return [Run("fast-at", r("cifar10-fast-at")),
