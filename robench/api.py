@@ -170,8 +170,7 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
           callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
     """Train a new run of `cfg` under `out` and return where it is and how it did."""
     cfg, defense = resolve_config([cfg.to_dict()])
-    rid = runs.run_id(cfg.data.dataset, cfg.model.arch, cfg.defense, cfg.runtime.seed,
-                      cfg.hash())
+    rid = runs.run_id_of(cfg)
     run_dir = Path(out) / rid
     if run_dir.exists():
         if runs.is_complete(run_dir):

@@ -80,13 +80,13 @@ def augmix_rows(x: torch.Tensor, rows: torch.Tensor, seed: int) -> torch.Tensor:
     from torchvision.transforms import v2
 
     mix = v2.AugMix(**AUGMIX)
-    picked = rows.nonzero().flatten().cpu()
-    images = x[picked.to(x.device)].detach().cpu().mul(255).round_().to(torch.uint8)
+    picked = rows.to(x.device).nonzero().flatten()
+    images = x[picked].detach().cpu().mul(255).round_().to(torch.uint8)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         done = torch.stack([mix(image) for image in images])
     out = x.clone()
-    out[picked.to(x.device)] = done.to(device=x.device, dtype=x.dtype).div_(255)
+    out[picked] = done.to(device=x.device, dtype=x.dtype).div_(255)
     return out
 
 

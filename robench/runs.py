@@ -40,6 +40,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "x"
 
 
+def run_id_of(cfg) -> str:
+    """The id of the run a resolved TrainConfig trains (what `robench train` names it)."""
+    return run_id(cfg.data.dataset, cfg.model.arch, cfg.defense, cfg.runtime.seed, cfg.hash())
+
+
 def run_id(dataset: str, arch: str, defense: str, seed: int, config_hash: str) -> str:
     """Readable id: `<dataset>-<arch>-<defense>-<seed>-<hash>`.
 

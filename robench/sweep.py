@@ -116,8 +116,7 @@ def expand(cfg: SweepConfig) -> list[Job]:
         for (axis, _), value in zip(axes, values, strict=True):
             set_dotted(layer, SHORTHANDS.get(axis, axis), value)
         resolved, _ = api.resolve_config([layer])
-        rid = runs.run_id(resolved.data.dataset, resolved.model.arch, resolved.defense,
-                          resolved.runtime.seed, resolved.hash())
+        rid = runs.run_id_of(resolved)
         if rid not in seen:
             seen.add(rid)
             jobs.append(Job(name=rid, layer=layer, run_dir=Path(cfg.out) / rid,

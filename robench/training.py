@@ -187,7 +187,8 @@ def _train_epoch(model, defense, train, cfg, epoch, n_steps, optimizer, augment,
     o, r = cfg.optim, cfg.runtime
     gen = epoch_generator(r.seed, epoch)
     # "augmix+clean" epochs hold every image twice: picks from len(train) on are AugMix copies.
-    order = torch.randperm(len(train) * copies(augment), generator=gen).to(device)
+    twice = copies(augment) == 2
+    order = torch.randperm(len(train) * (2 if twice else 1), generator=gen).to(device)
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -199,8 +200,9 @@ def _train_epoch(model, defense, train, cfg, epoch, n_steps, optimizer, augment,
         for group in optimizer.param_groups:
             group["lr"] = lr
         picks = order[i * o.batch_size:(i + 1) * o.batch_size]
-        idx = picks % len(train)
-        x = augment_batch(to_float(train.x[idx]), augment, gen, mixed=picks >= len(train))
+        idx = picks % len(train) if twice else picks
+        mixed = picks >= len(train) if twice else None
+        x = augment_batch(to_float(train.x[idx]), augment, gen, mixed=mixed)
         x = x.contiguous(memory_format=memory_format)
         y = train.y[idx]
         ctx = StepContext(epoch=epoch, iteration=step, label_smoothing=o.label_smoothing)

@@ -35,11 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from defenses import settings  # noqa: E402  (benchmarks/defenses.py)
 
-from robench import api  # noqa: E402
+from robench import api, runs  # noqa: E402
 from robench.augment import copies  # noqa: E402
 from robench.config import EvalConfig  # noqa: E402
 from robench.corruption_eval import CorruptionConfig, evaluate_corruptions  # noqa: E402
-from robench.errors import UserError  # noqa: E402
 from robench.recipes import recipe_layer  # noqa: E402
 from robench.registry import ARCHS  # noqa: E402
 from robench.report import load_records, write_report  # noqa: E402
@@ -107,13 +106,13 @@ def cpu_runs(seed: str, layer: dict, data: str) -> list[Run]:
         return [Run("gaussian", [layer, {"defense": "gaussian"}]),
                 Run("kap", [layer, {"defense": "kap"}])]
     if seed == "rcm":
-        runs = [Run(f"pgd-at {base}", [layer, {"defense": "pgd-at"}]),
+        compared = [Run(f"pgd-at {base}", [layer, {"defense": "pgd-at"}]),
                 Run(f"rcm+pgd-at {rcm}", [layer, {"defense": "rcm+pgd-at"}])]
         if data == "digits":  # at CIFAR scale its AutoAttack alone took over 25 minutes
-            runs.append(Run(f"rcm+pgd-at {base} x2", [layer, {
+            compared.append(Run(f"rcm+pgd-at {base} x2", [layer, {
                 "defense": "rcm+pgd-at", "model": {"strides": base},
                 "defenses": {"rcm": {"scale": 2}}}]))
-        return runs
+        return compared
     if seed == "gwi":
         cfg, _ = api.resolve_config([layer])
         n_train = 1293 if data == "digits" else 5000  # the setting's training images
@@ -174,28 +173,25 @@ def paper_runs(seed: str, common: dict) -> list[Run]:
 def train(run: Run, done: dict[str, Path], out: Path):
     layers = ([api.init_layer(done[run.init])] if run.init else []) + run.layers
     cfg, _ = api.resolve_config(layers)
-    try:
-        return api.train(cfg, out=out, quiet=True)
-    except UserError as err:  # interrupted before: continue it from its last epoch
-        if "did not finish" not in str(err):
-            raise
-        rid = str(err).split("'")[1]
-        return api.resume(rid, quiet=True)
+    run_dir = out / runs.run_id_of(cfg)
+    if run_dir.exists() and not runs.is_complete(run_dir):  # interrupted: continue it
+        return api.resume(run_dir, quiet=True)
+    return api.train(cfg, out=out, quiet=True)
 
 
-def seconds_per_step(run: Run, done: dict[str, Path], scratch: Path) -> tuple[float, int]:
+def seconds_per_step(run: Run, scratch: Path) -> tuple[float, int]:
     """(measured seconds per training step, steps of the whole run) for `run`."""
-    layers = ([api.init_layer(done[run.init])] if run.init in done else []) + run.layers
+    layers = run.layers
     cfg, _ = api.resolve_config(layers)
     bs, epochs = cfg.optim.batch_size, cfg.optim.epochs
     probe, _ = api.resolve_config([*layers, {"data": {"train_subset": 6 * bs, "val_size": bs},
                                              "optim": {"epochs": 1},
                                              "validation": {"steps": 1}}])
     result = api.train(probe, out=scratch, quiet=True)
-    n_steps = steps_per_epoch(result.summary["n_train"] * copies(
-        probe.data.augment or "crop+flip"), bs)
-    per_step = result.summary["train_seconds"] / n_steps
-    full = steps_per_epoch(49000 * copies(cfg.data.augment or "crop+flip"), bs) * epochs
+    n_copies = copies(cfg.data.augment or "")
+    per_step = result.summary["train_seconds"] / steps_per_epoch(
+        result.summary["n_train"] * n_copies, bs)
+    full = steps_per_epoch(49000 * n_copies, bs) * epochs  # CIFAR-10 less its 1,000 val images
     return per_step, full
 
 
@@ -266,10 +262,10 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix=f"reproduce-{args.seed}-"))
     if args.scale == "cpu":
         layer, eval_kw, description = settings(args.data)
-        runs = cpu_runs(args.seed, layer, args.data)
+        plan = cpu_runs(args.seed, layer, args.data)
         args.eps = eval_kw["eps"][0]
-        args.n = args.n or eval_kw["n_examples"] or (360 if args.data == "digits" else None)
-        args.n = args.n if seed.protocol == "lp" else (360 if args.data == "digits" else 1000)
+        args.n = args.n or (360 if args.data == "digits" else  # all digits test points
+                            200 if seed.protocol == "lp" else 1000)
         args.checkpoint, args.corruption_precision = "final", (
             "fp32" if args.data == "digits" else "bf16")
     else:
@@ -277,14 +273,14 @@ def main() -> None:
         common = {"data": {"dataset": args.dataset, **(
             {"data_dir": args.data_dir} if args.data_dir else {})},
             "runtime": {"device": args.device}}
-        runs, description = paper_runs(args.seed, common), "the recipes named in each run"
+        plan, description = paper_runs(args.seed, common), "the recipes named in each run"
         args.eps, args.n = "8/255", args.n or 10000
         args.checkpoint, args.corruption_precision = "best", "fp32"
-        estimate(runs, out)
+        estimate(plan, out)
         if args.estimate_only:
             return
     done: dict[str, Path] = {}
-    for run in runs:
+    for run in plan:
         result = train(run, done, out)
         done[run.label] = result.run_dir
         print(f"  trained {run.label}: {result.run_dir.name}", flush=True)
@@ -295,15 +291,15 @@ def main() -> None:
     print(f"wrote {page}")
 
 
-def estimate(runs: list[Run], out: Path) -> None:
+def estimate(plan: list[Run], out: Path) -> None:
     """Print each run's expected device-hours from a short measured probe, before training."""
     total = 0.0
     with tempfile.TemporaryDirectory() as scratch:
-        for run in runs:
+        for run in plan:
             if run.init is not None:
-                print(f"  {run.label}: fine-tunes '{run.init}'; estimated after it trains")
+                print(f"  {run.label}: fine-tunes '{run.init}'; not estimated (short)")
                 continue
-            per_step, steps = seconds_per_step(run, {}, Path(scratch))
+            per_step, steps = seconds_per_step(run, Path(scratch))
             hours = per_step * steps / 3600
             total += hours
             print(f"  {run.label}: {per_step:.3f} s/step x {steps} steps = {hours:.1f} h")

@@ -135,9 +135,13 @@ def convert(model: nn.Module, params: AdvBNParams) -> nn.Module:
     converted = 0
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.BatchNorm2d) and id(child) not in kept:
+            if not isinstance(child, nn.BatchNorm2d):
+                continue
+            if id(child) not in kept:
                 setattr(parent, name, DualBatchNorm2d(child))
                 converted += 1
+            elif params.freeze:
+                setattr(parent, name, FrozenBatchNorm2d.of(child))
     if not converted:
         raise UserError(f"advbn needs BatchNorm layers after its split point ({split}) and "
                         f"this {type(net).__name__} has none there; use an arch with "
@@ -146,10 +150,6 @@ def convert(model: nn.Module, params: AdvBNParams) -> nn.Module:
         for part in early:
             for p in part.parameters():
                 p.requires_grad_(False)
-        for parent in list(net.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.BatchNorm2d and id(child) in kept:
-                    setattr(parent, name, FrozenBatchNorm2d.of(child))
     return model
 
 

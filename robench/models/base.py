@@ -72,6 +72,17 @@ class Subsample(nn.Module):
         return f"stride={self.stride}"
 
 
+def shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
+    """A residual block's shortcut on its (not activated) input: a projection (1x1 conv + BN)
+    where the width changes, else a parameter-free path (ResNet, ResNeXt)."""
+    if in_planes != out_planes:
+        return nn.Sequential(
+            nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(out_planes),
+        )
+    return Subsample(stride) if stride != 1 else nn.Sequential()
+
+
 def parse_strides(strides: str, arch: str) -> tuple[int, ...]:
     """Digits of a stride string, checked against the arch's registered default length."""
     default = ARCHS.entry(arch).meta["default_strides"]

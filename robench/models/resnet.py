@@ -11,18 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.models.base import StagedNet, Subsample, kaiming_init, parse_strides, scaled
+from robench.models.base import StagedNet, kaiming_init, parse_strides, scaled, shortcut
 from robench.registry import ARCHS
-
-
-def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
-    """Projection (1x1 conv + BN) where the width changes, else a parameter-free path."""
-    if in_planes != out_planes:
-        return nn.Sequential(
-            nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
-            nn.BatchNorm2d(out_planes),
-        )
-    return Subsample(stride) if stride != 1 else nn.Sequential()
 
 
 class BasicBlock(nn.Module):
@@ -34,7 +24,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = _shortcut(in_planes, planes, stride)
+        self.shortcut = shortcut(in_planes, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -56,7 +46,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
-        self.shortcut = _shortcut(in_planes, out_planes, stride)
+        self.shortcut = shortcut(in_planes, out_planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.models.base import StagedNet, Subsample, kaiming_init, parse_strides, scaled
+from robench.models.base import StagedNet, kaiming_init, parse_strides, scaled, shortcut
 from robench.registry import ARCHS
 
 
@@ -41,13 +41,7 @@ class ResNeXtBottleneck(nn.Module):
         self.bn = nn.BatchNorm2d(inner)
         self.conv_expand = nn.Conv2d(inner, out_planes, 1, bias=False)
         self.bn_expand = nn.BatchNorm2d(out_planes)
-        if in_planes != out_planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_planes),
-            )
-        else:
-            self.downsample = Subsample(stride) if stride != 1 else nn.Sequential()
+        self.downsample = shortcut(in_planes, out_planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn_reduce(self.conv_reduce(x)))
