@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from robench import corruptions as corruption_lib
 from robench import records, report
-from robench import report_corruptions as rc
+from robench.report import corruptions as rc
 from robench.cli import app
 from robench.corruption_eval import (
     CorruptionConfig,

@@ -1,0 +1,104 @@
+"""The common-corruption leaderboard: mean corruption accuracy, mCE and a column per corruption.
+
+Corruption records (norm "corruptions") answer a different question from Lp records, so they
+get their own table per (dataset, severities) instead of a row among the Lp ones: ranked by
+mean accuracy over every corruption and severity (RobustBench's corruptions accuracy), with
+mCE and relative mCE when the evaluation had a reference model, and a heat map of accuracy,
+corruption x severity, per model (robench.report.plots).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from robench.records import CORRUPTIONS, Record
+from robench.report.display import pct, slug
+from robench.report.loading import created, model_id, model_names
+
+BASE_COLUMNS = ["rank", "run", "defense", "arch", "clean", "mean_corruption_acc", "ci_low",
+                "ci_high", "mce", "relative_mce", "reference", "n", "source"]
+
+
+def corruption_records(loaded) -> list[tuple[Record, Path]]:
+    return [(r, p) for r, p in loaded.records if r.norm == CORRUPTIONS]
+
+
+def corruption_tables(loaded) -> dict[tuple[str, str], pd.DataFrame]:
+    """One ranked table per (dataset, severities); the newest record of each model.
+
+    Columns: BASE_COLUMNS, then one per corruption (its mean accuracy over the severities).
+    frame.attrs["grids"] maps run -> (corruptions, severities, accuracy) for the heat maps.
+    """
+    groups: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
+    items = corruption_records(loaded)
+    for r, path in items:
+        groups[(r.dataset, r.eps_text)][model_id(r)].append((r, path))
+    names = model_names(loaded.records)
+    tables = {}
+    for key in sorted(groups):
+        rows, grids, order = [], {}, []
+        for mid, found in groups[key].items():
+            r, _ = max(found, key=created)
+            c = r.corruptions
+            run = names[mid]
+            row = {"rank": 0, "run": run, "defense": r.model.defense or "",
+                   "arch": r.architecture or r.model.arch or "", "clean": r.clean_acc,
+                   "mean_corruption_acc": r.robust_acc, "ci_low": r.robust_ci95[0],
+                   "ci_high": r.robust_ci95[1], "mce": c.mce, "relative_mce": c.relative_mce,
+                   "reference": c.reference or "", "n": r.selection.n_examples,
+                   "source": c.source.split(":")[0]}
+            for name in c.corruptions:
+                accs = c.accuracy[name]
+                row[name] = sum(accs) / len(accs)
+                if name not in order:
+                    order.append(name)
+            rows.append(row)
+            grids[run] = (c.corruptions, c.severities, c.accuracy)
+        frame = pd.DataFrame(rows, columns=BASE_COLUMNS + order)
+        frame = frame.sort_values(["mean_corruption_acc", "clean", "run"],
+                                  ascending=[False, False, True], kind="mergesort",
+                                  ignore_index=True)
+        frame["rank"] = range(1, len(frame) + 1)
+        frame.attrs.update(dataset=key[0], severities=key[1], grids=grids)
+        tables[key] = frame
+    return tables
+
+
+def heading(key: tuple[str, str]) -> str:
+    return f"{key[0]} — common corruptions, severities {key[1].lstrip('s')}"
+
+
+def table_name(key: tuple[str, str]) -> str:
+    return f"{slug(key[0])}-corruptions-{slug(key[1])}"
+
+
+def display(table: pd.DataFrame, per_corruption: bool = True) -> pd.DataFrame:
+    """Percentages for accuracies; CE as the paper prints it (percent of the reference's).
+
+    `per_corruption=False` leaves out the column per corruption (a terminal is too narrow).
+    """
+    def ratio(v) -> str:
+        return "–" if v is None or pd.isna(v) else f"{100 * v:.1f}"
+
+    out = pd.DataFrame({
+        "rank": table["rank"].astype(str), "run": table["run"], "defense": table["defense"],
+        "arch": table["arch"], "clean": table["clean"].map(pct),
+        "mean corr. acc": table["mean_corruption_acc"].map(pct),
+        "95% CI": [f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+                   for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "mCE": table["mce"].map(ratio), "rel. mCE": table["relative_mce"].map(ratio),
+        "n": table["n"].astype(str)})
+    for name in table.columns[len(BASE_COLUMNS):] if per_corruption else []:
+        out[name] = table[name].map(pct)
+    return out
+
+
+LEGEND = ("Mean corruption accuracy: over every corruption and severity evaluated; the "
+          "interval treats it as a proportion over the n points. mCE and rel. mCE: corruption "
+          "errors as a percentage of the reference model's (Hendrycks & Dietterich 2019); – "
+          "without a reference. Per-corruption columns: mean accuracy over the severities. "
+          "Generated corruptions are robench's implementation of the CIFAR-10-C recipe and "
+          "compare with published numbers only through the pre-made files.")

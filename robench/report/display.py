@@ -1,0 +1,62 @@
+"""One display form (strings) of a table, shared by Markdown, HTML and the terminal."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from robench.report.tables import OVERLAP
+
+
+def pct(x: float) -> str:
+    return "–" if pd.isna(x) else f"{100 * x:.1f}%"
+
+
+def heading(key: tuple[str, str, float], table: pd.DataFrame) -> str:
+    eps_text = table.attrs.get("eps_text", f"{key[2]:g}")
+    return f"{key[0]} — {key[1]} eps {eps_text}"
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as people read it: percentages, the interval, the overlap marker."""
+    marked = table["overlaps_leader"] & (table["rank"] > 1)
+    return pd.DataFrame({
+        "rank": table["rank"].astype(str), "run": table["run"], "defense": table["defense"],
+        "arch": table["arch"], "clean": table["clean"].map(pct),
+        "robust": [pct(x) + (f" {OVERLAP}" if m else "")
+                   for x, m in zip(table["robust"], marked, strict=True)],
+        "95% CI": [f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+                   for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "AutoAttack": table["autoattack"].map(pct),
+        "attacks": table["attacks"], "n": table["n"].astype(str),
+        "search": table["precision"],
+        "seed": ["–" if pd.isna(s) else str(s) for s in table["seed"]],
+        "train s": ["–" if pd.isna(s) else f"{s:.1f}" for s in table["train_seconds"]],
+        "flags": table["flags"].replace("", "–")})
+
+
+def display_seeds(agg: pd.DataFrame) -> pd.DataFrame:
+    def mean_std(mean, std):
+        return [pct(m) + ("" if pd.isna(s) else f" ± {100 * s:.1f}")
+                for m, s in zip(mean, std, strict=True)]
+    return pd.DataFrame({
+        "defense": agg["defense"], "arch": agg["arch"], "config": agg["config"],
+        "seeds": agg["seeds"], "n_seeds": agg["n_seeds"].astype(str),
+        "clean (mean ± std)": mean_std(agg["clean_mean"], agg["clean_std"]),
+        "robust (mean ± std)": mean_std(agg["robust_mean"], agg["robust_std"])})
+
+
+def display_pivot(piv: pd.DataFrame) -> pd.DataFrame:
+    out = piv.map(pct).reset_index()
+    out.columns = ["defense \\ arch", *map(str, piv.columns)]
+    return out
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text.replace("/", "_")).strip("-") or "x"
+
+
+def table_name(key: tuple[str, str, float], table: pd.DataFrame) -> str:
+    """`<dataset>-<norm>-<eps slug>`, e.g. cifar10-Linf-8_255: names the CSV and plots."""
+    return "-".join(slug(t) for t in (key[0], key[1], table.attrs.get("eps_text", f"{key[2]:g}")))
