@@ -26,8 +26,8 @@ from defenses import settings  # noqa: E402  (benchmarks/defenses.py)
 
 from robench import api  # noqa: E402
 from robench import corruptions as corruption_lib  # noqa: E402
-from robench.corruption_eval import CHUNK, CorruptionConfig, evaluate_corruptions  # noqa: E402
 from robench.data import load_dataset, to_float  # noqa: E402
+from robench.evaluation.corruptions import CHUNK, CorruptionConfig, evaluate_corruptions  # noqa: E402
 from robench.targets import from_run  # noqa: E402
 
 

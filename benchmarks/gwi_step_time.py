@@ -38,7 +38,8 @@ import torch
 
 from robench.config import TrainConfig
 from robench.defenses import StepContext, resolve_defense
-from robench.defenses.gwi import batched_kmeans, split_stage
+from robench.defenses.gwi import split_stage
+from robench.defenses.kmeans import batched_kmeans
 from robench.models import create_model
 from robench.runtime import autocast, resolve_device
 from robench.training import make_optimizer

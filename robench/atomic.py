@@ -7,6 +7,7 @@ here: a temporary file beside the target, renamed over it only once it is whole.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -53,3 +54,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_png(path: Path, figure: Any) -> Path:
+    """A matplotlib figure as a PNG (110 dpi, tight), written like every other file."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+    return path

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,11 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def timestamp() -> str:
+    """Now, as records and run directories write it (local time with its UTC offset)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def is_standard_autoattack(step: Any) -> bool:

@@ -39,8 +39,10 @@ from typing import Any, Protocol
 
 import yaml
 
+from robench import runs
 from robench.config import build, load_yaml, set_dotted
 from robench.errors import UserError
+from robench.training.setup import resolve_config
 
 SHORTHANDS = {"dataset": "data.dataset", "arch": "model.arch", "defense": "defense",
               "seed": "runtime.seed"}
@@ -106,8 +108,6 @@ def load_sweep(path: str | Path) -> SweepConfig:
 
 def expand(cfg: SweepConfig) -> list[Job]:
     """Every combination of the grid's axes as a job (validated now, before anything runs)."""
-    from robench import api, runs
-
     axes = list(cfg.grid.items())
     jobs: list[Job] = []
     seen: set[str] = set()
@@ -115,7 +115,7 @@ def expand(cfg: SweepConfig) -> list[Job]:
         layer = _deep_copy(cfg.train)
         for (axis, _), value in zip(axes, values, strict=True):
             set_dotted(layer, SHORTHANDS.get(axis, axis), value)
-        resolved, _ = api.resolve_config([layer])
+        resolved, _ = resolve_config([layer])
         rid = runs.run_id_of(resolved)
         if rid not in seen:
             seen.add(rid)

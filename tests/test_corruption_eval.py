@@ -19,20 +19,20 @@ from typer.testing import CliRunner
 
 from robench import corruptions as corruption_lib
 from robench import records, report
-from robench.report import corruptions as rc
 from robench.cli import app
-from robench.corruption_eval import (
+from robench.corruptions.grid import corruption_grid
+from robench.data import Split, to_float
+from robench.data.splits import DatasetInfo
+from robench.errors import UserError
+from robench.evaluation import predict, select_points
+from robench.evaluation.corruptions import (
     CorruptionConfig,
     corruption_errors,
     evaluate_corruptions,
     parse_severities,
 )
-from robench.corruption_grid import corruption_grid
-from robench.data import Split, to_float
-from robench.data.splits import DatasetInfo
-from robench.errors import UserError
-from robench.evaluation import predict, select_points
 from robench.records import ModelSource
+from robench.report import corruptions as rc
 from robench.targets import Target, from_run
 
 runner = CliRunner()
@@ -248,7 +248,7 @@ def test_the_report_has_a_corruptions_table_and_heat_map_apart_from_lp_tables(
 
 
 def test_a_corruptions_record_must_carry_its_results_and_v1_records_still_read(digits_run):
-    from robench.corruption_eval import CorruptionConfig as C
+    from robench.evaluation.corruptions import CorruptionConfig as C
 
     outcome = evaluate_corruptions(from_run(digits_run), C(corruptions=["fog"], severities=[1],
                                                            n_examples=10, device="cpu"),

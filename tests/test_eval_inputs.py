@@ -146,7 +146,7 @@ def test_the_package_requires_torch_2_6_or_newer():
 
 
 def test_pickled_weights_are_refused_under_an_older_torch(tmp_path, monkeypatch):
-    from robench import external
+    from robench.targets import external
 
     path = tmp_path / "w.pt"
     torch.save({"w": torch.zeros(1)}, path)

@@ -22,13 +22,11 @@ from robench.defenses import StepContext, gwi, resolve_defense
 from robench.defenses.gwi import (
     GWIObjective,
     GWIParams,
-    batched_kmeans,
     inhibition_mask,
-    kmeans_plus_plus,
     orthogonality_loss,
-    random_channels,
     split_stage,
 )
+from robench.defenses.kmeans import batched_kmeans, kmeans_plus_plus, random_channels
 from robench.errors import UserError
 from robench.models import StagedNet, create_model
 from robench.models.layers import Classifier, Normalize

@@ -100,6 +100,13 @@ def test_every_unit_has_a_place_in_the_layers():
     assert sorted(set(LAYERS) - units) == []
 
 
+def test_every_import_names_a_module_that_exists():
+    # Else an import of a moved module would pass the rules above by resolving to the root.
+    missing = sorted(f"{m}: {name}" for m in MODULES for name, names in _imports(m)
+                     if name not in MODULES and _resolve(name) == "robench")
+    assert missing == []
+
+
 def test_the_root_package_imports_nothing_of_robench():
     # Every module may read robench.__version__, so the root must stay below them all.
     assert _edges().get("robench", set()) == set()
@@ -109,7 +116,7 @@ def test_no_module_imports_a_layer_above_its_own():
     rank = {u: i for i, u in enumerate(LAYERS)}
     upward = sorted(
         f"{m} -> {t}" for m, targets in _edges().items() for t in targets
-        if _unit(m) and _unit(t) and _unit(t) != _unit(m) and rank[_unit(t)] > rank[_unit(m)]
+        if _unit(m) in rank and _unit(t) in rank and rank[_unit(t)] > rank[_unit(m)]
     )
     assert upward == []
 
@@ -163,6 +170,30 @@ def test_no_module_takes_a_private_name_from_another():
     private = sorted(f"{m}: {name}.{n}" for m in MODULES for name, names in _imports(m)
                      for n in names if n.startswith("_") and not n.startswith("__"))
     assert private == []
+
+
+def _module_aliases(tree: ast.AST, module: str) -> set[str]:
+    """Names a module binds to other robench modules (`from robench import runs as r`)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names |= {a.asname or a.name for a in node.names
+                      if f"{node.module}.{a.name}" in MODULES}
+        elif isinstance(node, ast.Import):
+            names |= {a.asname for a in node.names if a.asname and a.name in MODULES}
+    return names
+
+
+def test_no_module_reaches_into_another_for_a_private_name():
+    reached = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        aliases = _module_aliases(tree, module)
+        reached += [f"{module}: {n.value.id}.{n.attr}" for n in ast.walk(tree)
+                    if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                    and n.value.id in aliases and n.attr.startswith("_")
+                    and not n.attr.startswith("__")]
+    assert sorted(reached) == []
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

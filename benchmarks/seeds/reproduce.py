@@ -38,7 +38,7 @@ from defenses import settings  # noqa: E402  (benchmarks/defenses.py)
 from robench import api, runs  # noqa: E402
 from robench.augment import copies  # noqa: E402
 from robench.config import EvalConfig  # noqa: E402
-from robench.corruption_eval import CorruptionConfig, evaluate_corruptions  # noqa: E402
+from robench.evaluation.corruptions import CorruptionConfig, evaluate_corruptions  # noqa: E402
 from robench.recipes import recipe_layer  # noqa: E402
 from robench.registry import ARCHS  # noqa: E402
 from robench.report import load_records, write_report  # noqa: E402

@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import torch
 
+from robench.config import DEFAULT_N_EXAMPLES
 from robench.data import Split
+from robench.errors import UserError
 from robench.records import encode_bits
+
+
+def point_count(n_available: int, n_examples: int | None, all_examples: bool,
+                dataset: str) -> int:
+    """How many points an evaluation runs on: all, the number asked for, or the default."""
+    if n_examples is not None and n_examples > n_available:
+        raise UserError(f"--n-examples {n_examples} is more than the {n_available} test "
+                        f"points of {dataset}; give at most {n_available}.")
+    if all_examples:
+        return n_available
+    return n_examples or min(DEFAULT_N_EXAMPLES, n_available)
 
 
 def select_points(split: Split, n: int | None, seed: int) -> tuple[torch.Tensor, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import robench
 from robench.attacks.judge import Judge
@@ -21,13 +20,10 @@ from robench.records import (
     Verdict,
     encode_bits,
     is_standard_autoattack,
+    timestamp,
     wilson_interval,
 )
 from robench.threat import Eps
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
@@ -54,7 +50,7 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
     mean_clean = state.clean_votes / (n * judge.draws) if stochastic and n else None
     return Record(
         schema_version=SCHEMA_VERSION, robench_version=robench.__version__, key=key,
-        created=_now(), model=target.source, dataset=target.info.name, norm=cfg.norm,
+        created=timestamp(), model=target.source, dataset=target.info.name, norm=cfg.norm,
         eps=eps.value, eps_text=eps.text, attacks=[a.name for a in plan.attacks],
         selection=selection, clean_acc=clean_ok / n, robust_acc=robust_acc,
         robust_ci95=wilson_interval(robust_ok, n), clean_ci95=wilson_interval(clean_ok, n),

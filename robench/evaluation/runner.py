@@ -18,17 +18,16 @@ from pathlib import Path
 
 import torch
 
-from robench import config as config_mod
 from robench import records as records_mod
 from robench import runs
 from robench.attacks.autoattack import RANDOMIZED_WARNING
 from robench.attacks.judge import Judge
 from robench.config import EvalConfig
 from robench.data import to_float
-from robench.errors import Interrupted, UserError
+from robench.errors import Interrupted
 from robench.evaluation import randomness
 from robench.evaluation.plan import Plan, plan_attacks
-from robench.evaluation.points import select_points, selection_mask
+from robench.evaluation.points import point_count, select_points, selection_mask
 from robench.evaluation.protocol import (
     ProtocolState,
     StepResult,
@@ -100,11 +99,7 @@ def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = Fal
     for eps in eps_list:  # every attack name, norm and parameter checked before any work
         plan_attacks(cfg, eps.value, stochastic=False)
     n_avail = len(target.test)
-    if cfg.n_examples is not None and cfg.n_examples > n_avail:
-        raise UserError(f"--n-examples {cfg.n_examples} is more than the {n_avail} test "
-                        f"points of {target.info.name}; give at most {n_avail}.")
-    n_points = n_avail if cfg.all_examples else (
-        cfg.n_examples or min(config_mod.DEFAULT_N_EXAMPLES, n_avail))
+    n_points = point_count(n_avail, cfg.n_examples, cfg.all_examples, target.info.name)
     runs.ensure_writable_dir(target.evals_dir)
     device = resolve_device(cfg.device)
     idx, method = select_points(target.test, n_points, cfg.selection_seed)

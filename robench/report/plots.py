@@ -5,24 +5,16 @@ Drawn on matplotlib's Figure (no pyplot: no global state; PNGs render with Agg).
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 
-from robench.atomic import atomic_write_bytes
+from robench.atomic import atomic_write_png
 from robench.records import CORRUPTIONS
 from robench.report import corruptions
 from robench.report.display import heading, slug, table_name
 from robench.report.loading import LoadedRecords, model_id, model_names
-
-
-def write_png(path: Path, fig) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 def plots(loaded: LoadedRecords, tables: dict, out: Path) -> list[Path]:
@@ -38,7 +30,7 @@ def plots(loaded: LoadedRecords, tables: dict, out: Path) -> list[Path]:
             ax.annotate(row.run, (100 * row.clean, 100 * row.robust), fontsize=6)
         ax.set(xlabel="clean accuracy (%)", ylabel="robust accuracy (%)",
                title=heading(key, table))
-        written.append(write_png(out / f"{table_name(key, table)}-clean-vs-robust.png", fig))
+        written.append(atomic_write_png(out / f"{table_name(key, table)}-clean-vs-robust.png", fig))
     curves: dict[tuple, dict[tuple, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     names = model_names(loaded.records)
     for r, _ in loaded.records:
@@ -59,7 +51,7 @@ def plots(loaded: LoadedRecords, tables: dict, out: Path) -> list[Path]:
                title=f"{dataset} — {norm}: robust accuracy vs eps")
         if len(lines) <= 12:
             ax.legend(fontsize=6)
-        written.append(write_png(out / f"{slug(dataset)}-{slug(norm)}-robust-vs-eps.png",
+        written.append(atomic_write_png(out / f"{slug(dataset)}-{slug(norm)}-robust-vs-eps.png",
                                  fig))
     return written
 
@@ -91,5 +83,5 @@ def heat_maps(tables: dict[tuple[str, str], pd.DataFrame], out: Path) -> list[Pa
             fig.colorbar(image, ax=ax, fraction=0.046, label="accuracy (%)")
         fig.suptitle(corruptions.heading(key))
         fig.tight_layout()
-        written.append(write_png(out / f"{corruptions.table_name(key)}-heatmap.png", fig))
+        written.append(atomic_write_png(out / f"{corruptions.table_name(key)}-heatmap.png", fig))
     return written

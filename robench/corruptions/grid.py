@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from robench import corruptions as corruption_lib
-from robench.atomic import atomic_write_bytes
+from robench.atomic import atomic_write_png
+from robench.corruptions.suite import corrupt
 from robench.data import to_float
 
 
@@ -22,7 +22,7 @@ def corruption_grid(image: torch.Tensor, names: list[str], severities: list[int]
     x = to_float(image.unsqueeze(0))
     rows = []
     for name in names:
-        row = [x[0]] + [corruption_lib.corrupt(x, name, s, seed=seed)[0] for s in severities]
+        row = [x[0]] + [corrupt(x, name, s, seed=seed)[0] for s in severities]
         rows.append(torch.stack(row))
     return torch.stack(rows)
 
@@ -30,8 +30,6 @@ def corruption_grid(image: torch.Tensor, names: list[str], severities: list[int]
 def save_grid(grid: torch.Tensor, names: list[str], severities: list[int], path: Path,
               title: str) -> Path:
     """The grid as a labelled PNG, written atomically."""
-    import io
-
     from matplotlib.figure import Figure
 
     n_rows, n_cols = grid.shape[:2]
@@ -49,9 +47,6 @@ def save_grid(grid: torch.Tensor, names: list[str], severities: list[int], path:
             if c == 0:
                 ax.set_ylabel(names[r], fontsize=6, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=9)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return atomic_write_png(path, fig)

@@ -1,60 +1,37 @@
 """What an evaluation is run on: a robench run, or a user's own model and a dataset.
 
-Either way the result is the same bundle (a model taking [0, 1] images, the test split, and
-where its records go), so `attack` and `eval` need not know where a model came from.
+Either way the result is the same bundle, a robench.evaluation.target.Target (a model taking
+[0, 1] images, the test split, and where its records go), so `attack` and `eval` need not know
+where a model came from. `external` loads a user's model file and weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from robench import runs
-from robench.data import DatasetInfo, Split, load_dataset, to_float
+from robench.data import load_dataset, to_float
 from robench.errors import UserError
-from robench.external import check_output_shape, load_external_model, sha256
+from robench.evaluation.target import Target
 from robench.records import EVALS, ModelSource
+from robench.targets.external import check_output_shape, load_external_model, sha256
+from robench.training.setup import rebuild_run
 
-
-@dataclass
-class Target:
-    model: torch.nn.Module
-    info: DatasetInfo
-    test: Split
-    source: ModelSource
-    evals_dir: Path  # where records go
-    label: str  # the name shown in tables
-    data_dir: str | None = None  # where pre-made corrupted test sets are looked for
-
-    @property
-    def adv_dir(self) -> Path:
-        """Adversarial examples from `robench attack` go beside the records."""
-        return self.evals_dir.parent / "adv"
-
+__all__ = ["CHECKPOINTS", "Target", "from_external", "from_run"]
 
 CHECKPOINTS = {"final": runs.MODEL, "best": runs.BEST}
 
 
 def from_run(run_dir: str | Path, checkpoint: str = "final") -> Target:
-    from robench.api import build_parts, resolve_config  # api imports this module
-    from robench.config import load_yaml
-
     run_dir = runs.require_run(Path(run_dir))
     if checkpoint not in CHECKPOINTS:
         raise UserError(f"checkpoint {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}.")
     weights = run_dir / CHECKPOINTS[checkpoint]
-    if not weights.is_file():
-        raise UserError(f"run {str(run_dir)!r} has no {weights.name}; it has not finished "
-                        f"training (continue it with: robench train --resume {run_dir}).")
-    cfg, defense = resolve_config([load_yaml(run_dir / runs.CONFIG)])
-    splits, model = build_parts(cfg, defense)
-    runs.load_weights(model, weights)
+    model, cfg, splits = rebuild_run(run_dir, weights.name)
     source = ModelSource(kind="run", run_id=run_dir.name, checkpoint=weights.name,
                          weights_sha256=sha256(weights), arch=cfg.model.arch,
                          defense=cfg.defense)
-    return Target(model=model.eval(), info=splits.info, test=splits.test, source=source,
+    return Target(model=model, info=splits.info, test=splits.test, source=source,
                   evals_dir=run_dir / EVALS, label=run_dir.name, data_dir=cfg.data.data_dir)
 
 

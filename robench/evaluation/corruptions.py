@@ -29,7 +29,10 @@ from robench import records as records_mod
 from robench.data import Split, to_float
 from robench.data.load import DEFAULT_DATA_DIR
 from robench.errors import UserError
-from robench.evaluation import check_unchanged, predict, select_points, snapshot
+from robench.evaluation.accuracy import predict
+from robench.evaluation.points import point_count, select_points
+from robench.evaluation.protocol import check_unchanged, snapshot
+from robench.progress import Counter
 from robench.records import CORRUPTIONS, CorruptionResult, Record, Selection, wilson_interval
 from robench.runtime import evaluating, resolve_device
 
@@ -100,20 +103,15 @@ class CorruptionOutcome:
 def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
                          quiet: bool = False, force: bool = False) -> CorruptionOutcome:
     """Evaluate `target` (and `reference`, with the same protocol) under common corruptions."""
-    from robench.progress import Counter
-
     cfg.validate()
     n_avail = len(target.test)
-    if cfg.n_examples is not None and cfg.n_examples > n_avail:
-        raise UserError(f"--n-examples {cfg.n_examples} is more than the {n_avail} test "
-                        f"points of {target.info.name}; give at most {n_avail}.")
+    n_points = point_count(n_avail, cfg.n_examples, cfg.all_examples, target.info.name)
     if reference is not None and reference.info.name != target.info.name:
         raise UserError(f"the reference model was trained on {reference.info.name!r}, not "
                         f"{target.info.name!r}; give a reference run of the same dataset.")
     ref_record = None
     if reference is not None:
         ref_record = evaluate_corruptions(reference, cfg, quiet=quiet).record
-    n_points = n_avail if cfg.all_examples else (cfg.n_examples or min(1000, n_avail))
     idx, method = select_points(target.test, n_points, cfg.seed)
     data_dir = Path(target.data_dir or DEFAULT_DATA_DIR)
     premade = corruption_lib.find_premade(data_dir, target.info.name) if cfg.premade else None
@@ -234,7 +232,7 @@ def _record(target, cfg: CorruptionConfig, key: str, selection: Selection,
     mean_ok = round(result.mean_acc * n)
     return Record(
         schema_version=records_mod.SCHEMA_VERSION, robench_version=robench.__version__,
-        key=key, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), model=target.source,
+        key=key, created=records_mod.timestamp(), model=target.source,
         dataset=target.info.name,
         norm=CORRUPTIONS, eps=0.0, eps_text=severity_text(cfg.severities), attacks=[CORRUPTIONS],
         selection=selection, clean_acc=clean_ok / n, robust_acc=result.mean_acc,

@@ -1,0 +1,50 @@
+"""What every command prints through: the two consoles, and user errors as one line.
+
+User mistakes (`UserError`) become one line on stderr and exit code 2; `--debug` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from robench.errors import Interrupted, UserError
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+class State:
+    """What the top-level options leave for the commands (typer's context object)."""
+
+    debug = False
+
+
+def fail(message: str, code: int) -> None:
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn):
+    """Turn a user's mistake into one line on stderr and exit code 2 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx")  # every command takes the typer context as `ctx`
+        debug = bool(ctx is not None and ctx.obj is not None and ctx.obj.debug)
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            if debug:
+                raise
+            fail(str(exc), 2)
+        except KeyboardInterrupt as exc:
+            if debug:
+                raise
+            fail(exc.message if isinstance(exc, Interrupted) else "interrupted.", 130)
+
+    return wrapper

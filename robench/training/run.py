@@ -1,0 +1,132 @@
+"""Starting, resuming and finishing a training run: the run directory's life cycle.
+
+A run directory is created only once its config resolved and its dataset and model were
+built; env.json says at every moment whether the run is running, interrupted, failed or
+complete, and an interrupted run continues with `robench train --resume`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robench import config as config_mod
+from robench import runs
+from robench.config import TrainConfig
+from robench.errors import Interrupted, UserError
+from robench.evaluation import accuracy
+from robench.progress import EpochReporter
+from robench.records import timestamp
+from robench.runtime import resolve_device
+from robench.training.engine import EpochCallback, fit
+from robench.training.environment import environment
+from robench.training.setup import build_parts, resolve_config
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    run_id: str
+    config: TrainConfig
+    summary: dict[str, Any]
+    reused: bool = False  # True when an identical complete run already existed
+
+
+def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
+          callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
+    """Train a new run of `cfg` under `out` and return where it is and how it did."""
+    cfg, defense = resolve_config([cfg.to_dict()])
+    rid = runs.run_id_of(cfg)
+    run_dir = Path(out) / rid
+    if run_dir.exists():
+        if runs.is_complete(run_dir):
+            return TrainResult(run_dir=run_dir, run_id=rid, config=cfg,
+                               summary=runs.read_env(run_dir)["summary"], reused=True)
+        raise UserError(f"run {str(run_dir)!r} with this config exists but did not finish; "
+                        f"continue it with: robench train --resume {run_dir}")
+    runs.ensure_writable_dir(Path(out))
+    device = resolve_device(cfg.runtime.device)
+    splits, model = build_parts(cfg, defense, init=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run directory {str(run_dir)!r} "
+                        f"({exc.strerror or exc}); pass --out with a writable directory.") from None
+    config_mod.dump_yaml(cfg, run_dir / runs.CONFIG)
+    env = {**environment(device), "status": "running", "started": timestamp(),
+           "data": splits.description}
+    runs.write_env(run_dir, env)
+    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks)
+
+
+def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet: bool = False,
+           callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
+    """Continue an interrupted run from its last finished epoch.
+
+    `layers` are the overrides a user gave with `--resume` (flags, `--set`, `--config`); a run
+    continues only with the config it started with, so any value that differs is refused.
+    """
+    run_dir = runs.require_run(Path(run_dir))
+    saved = config_mod.load_yaml(run_dir / runs.CONFIG)
+    cfg, defense = resolve_config([saved])
+    if layers:
+        wanted, _ = resolve_config([saved, *layers])
+        changed = config_mod.diff(cfg, wanted)
+        if changed:
+            key, old, new = changed[0]
+            raise UserError(f"run {str(run_dir)!r} was started with {key}={old!r}, but "
+                            f"{new!r} was given; a run resumes with its own config "
+                            f"(drop the flag, or start a new run without --resume).")
+    if runs.is_complete(run_dir):
+        raise UserError(f"run {str(run_dir)!r} is already complete; there is nothing to resume.")
+    device = resolve_device(cfg.runtime.device)
+    splits, model = build_parts(cfg, defense)
+    env = runs.read_env(run_dir)
+    env.update(status="running")
+    env.setdefault("resumed", []).append(timestamp())
+    runs.write_env(run_dir, env)
+    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks)
+
+
+def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) -> TrainResult:
+    reporter = EpochReporter(cfg.optim.epochs, quiet=quiet)
+    try:
+        with reporter:
+            result = fit(model, defense, splits, cfg, run_dir, device=device, reporter=reporter,
+                         callbacks=callbacks)
+        r = cfg.runtime
+        test_acc = accuracy(model, splits.test, device=device, batch_size=r.eval_batch_size,
+                            channels_last=r.channels_last)
+        summary = {
+            "epochs": result.epochs,
+            "train_seconds": round(result.train_seconds, 3),
+            "final_train_acc": result.last.get("train_acc"),
+            "final_val_acc": result.last.get("val_acc"),
+            "final_val_robust_acc": result.last.get("val_robust_acc"),
+            "best": result.best,
+            "catastrophic_overfitting": any(m.get("catastrophic_overfitting")
+                                            for m in runs.read_metrics(run_dir)),
+            "test_acc": test_acc,
+            "n_train": len(splits.train),
+            "n_val": len(splits.val),
+            "n_test": len(splits.test),
+        }
+        runs.save_weights(model, run_dir / runs.MODEL,
+                          metadata={"run_id": run_dir.name, "arch": cfg.model.arch,
+                                    "config_hash": cfg.hash()})
+    except KeyboardInterrupt:
+        env.update(status="interrupted", interrupted=timestamp())
+        runs.write_env(run_dir, env)
+        done = runs.read_metrics(run_dir)
+        after = f"after epoch {done[-1]['epoch']}" if done else "before the first epoch ended"
+        raise Interrupted(f"training interrupted {after}; continue it with: "
+                          f"robench train --resume {run_dir}") from None
+    except BaseException as exc:
+        env.update(status="failed", failed=timestamp(), error=f"{type(exc).__name__}: {exc}")
+        runs.write_env(run_dir, env)
+        raise
+    env.update(status="complete", ended=timestamp(), summary=summary)
+    runs.write_env(run_dir, env)
+    return TrainResult(run_dir=run_dir, run_id=run_dir.name, config=cfg, summary=summary)
