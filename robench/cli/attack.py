@@ -7,17 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from robench.cli import options as shared
 from robench.cli.options import (
-    CHECKPOINT_OPT,
-    DATA_DIR_OPT,
-    DATASET_OPT,
-    IMAGE_SIZE_OPT,
-    MEAN_OPT,
-    MODEL_OPT,
-    NAME_OPT,
-    RUN_ARG,
-    STD_OPT,
-    WEIGHTS_OPT,
     Checkpoint,
     Norm,
     Precision,
@@ -51,7 +42,7 @@ Examples:
 @user_errors
 def attack_(
     ctx: typer.Context,
-    run: Path = RUN_ARG,
+    run: Path = shared.RUN_ARG,
     attack: str = typer.Option("pgd", "--attack", "-A", help="robench list attacks."),
     eps: str = typer.Option(None, "--eps", help="Budget, e.g. 8/255. \\[default: per "
                             "dataset]"),
@@ -65,16 +56,17 @@ def attack_(
     set_: list[str] = typer.Option(None, "--set", help="Attack parameter: attack.param=value."),
     steps: int = typer.Option(None, "--steps"),
     restarts: int = typer.Option(None, "--restarts"),
-    checkpoint: Checkpoint = CHECKPOINT_OPT,
+    checkpoint: Checkpoint = shared.CHECKPOINT_OPT,
     precision: Precision = typer.Option(Precision.fp32, "--precision"),
     device: str = typer.Option("auto", "--device"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    model: str = MODEL_OPT, weights: Path = WEIGHTS_OPT, dataset: str = DATASET_OPT,
-    data_dir: str = DATA_DIR_OPT, image_size: int = IMAGE_SIZE_OPT, mean: str = MEAN_OPT,
-    std: str = STD_OPT,
+    model: str = shared.MODEL_OPT, weights: Path = shared.WEIGHTS_OPT,
+    dataset: str = shared.DATASET_OPT, data_dir: str = shared.DATA_DIR_OPT,
+    image_size: int = shared.IMAGE_SIZE_OPT, mean: str = shared.MEAN_OPT,
+    std: str = shared.STD_OPT,
     out: Path = typer.Option(None, "--out", "-o", help="Records directory for --model; "
                              "examples go to its sibling adv/.", rich_help_panel="Your own model"),
-    name: str = NAME_OPT,
+    name: str = shared.NAME_OPT,
 ) -> None:
     from robench import api
     from robench.registry import load_all

@@ -10,17 +10,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from robench.cli import options as shared
 from robench.cli.options import (
-    CHECKPOINT_OPT,
-    DATA_DIR_OPT,
-    DATASET_OPT,
-    IMAGE_SIZE_OPT,
-    MEAN_OPT,
-    MODEL_OPT,
-    NAME_OPT,
-    RUN_ARG,
-    STD_OPT,
-    WEIGHTS_OPT,
     Checkpoint,
     Norm,
     Precision,
@@ -66,7 +57,7 @@ directory, and generates the corruptions otherwise (robench list corruptions).
 @user_errors
 def eval_(
     ctx: typer.Context,
-    run: Path = RUN_ARG,
+    run: Path = shared.RUN_ARG,
     attack: list[str] = typer.Option(None, "--attack", "-A", help="Attack to run, in order "
                                      "(repeatable; robench list attacks). \\[default: "
                                      "autoattack]"),
@@ -87,7 +78,7 @@ def eval_(
     steps: int = typer.Option(None, "--steps", help="Steps of every attack that has them."),
     restarts: int = typer.Option(None, "--restarts", help="Restarts of every attack that has "
                                  "them."),
-    checkpoint: Checkpoint = CHECKPOINT_OPT,
+    checkpoint: Checkpoint = shared.CHECKPOINT_OPT,
     precision: Precision = typer.Option(Precision.fp32, "--precision", help="Arithmetic of "
                                         "the attacks' search; verdicts are always fp32."),
     device: str = typer.Option("auto", "--device"),
@@ -103,13 +94,14 @@ def eval_(
     force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    model: str = MODEL_OPT, weights: Path = WEIGHTS_OPT, dataset: str = DATASET_OPT,
-    data_dir: str = DATA_DIR_OPT, image_size: int = IMAGE_SIZE_OPT, mean: str = MEAN_OPT,
-    std: str = STD_OPT,
+    model: str = shared.MODEL_OPT, weights: Path = shared.WEIGHTS_OPT,
+    dataset: str = shared.DATASET_OPT, data_dir: str = shared.DATA_DIR_OPT,
+    image_size: int = shared.IMAGE_SIZE_OPT, mean: str = shared.MEAN_OPT,
+    std: str = shared.STD_OPT,
     out: Path = typer.Option(None, "--out", "-o", help="Records directory for --model. "
                              "\\[default: runs/external-<name>/evals]",
                              rich_help_panel="Your own model"),
-    name: str = NAME_OPT,
+    name: str = shared.NAME_OPT,
     corruptions: str = typer.Option(None, "--corruptions", help="Comma-separated names, "
                                     "'benchmark' (the 15) or 'all' (with the 4 extra). "
                                     "\\[default: benchmark]", rich_help_panel="Corruptions"),
