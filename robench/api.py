@@ -16,10 +16,14 @@ from robench.evaluation import (
     CorruptionConfig,
     CorruptionOutcome,
     EvalOutcome,
+    Shard,
+    ShardOutcome,
     Target,
     craft,
     evaluate,
     evaluate_corruptions,
+    evaluate_ranks,
+    merge_shards,
 )
 from robench.report import load_records, write_report
 from robench.targets import from_external, from_run
@@ -34,6 +38,7 @@ from robench.training import (
 )
 
 __all__ = ["AttackOutcome", "CorruptionConfig", "CorruptionOutcome", "EvalConfig", "EvalOutcome",
-           "Target", "TrainConfig", "TrainResult", "build_parts", "craft", "evaluate",
-           "evaluate_corruptions", "from_external", "from_run", "init_layer", "load_records",
-           "load_run_model", "resolve_config", "resume", "train", "write_report"]
+           "Shard", "ShardOutcome", "Target", "TrainConfig", "TrainResult", "build_parts",
+           "craft", "evaluate", "evaluate_corruptions", "evaluate_ranks", "from_external",
+           "from_run", "init_layer", "load_records", "load_run_model", "merge_shards",
+           "resolve_config", "resume", "train", "write_report"]

@@ -16,3 +16,11 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class Preempted(Interrupted):
+    """Work stopped at a safe point because a scheduler sent `signum` (robench.preemption)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

@@ -91,6 +91,12 @@ def eval_(
                                        "run attacks that have no EOT, flagged "
                                        "not-eot-sound."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted evaluation."),
+    shard: str = typer.Option(None, "--shard", help="Evaluate shard i of N (e.g. 0/4) and "
+                              "write its part; --merge makes the record when all N are done.",
+                              rich_help_panel="Several processes"),
+    merge: bool = typer.Option(False, "--merge", help="Make the record from the N shards' "
+                               "parts (give the same flags as the shards, without --shard).",
+                               rich_help_panel="Several processes"),
     force: bool = typer.Option(False, "--force", help="Evaluate again even if recorded."),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -114,7 +120,7 @@ def eval_(
                                    "when pre-made files are in the data directory.",
                                    rich_help_panel="Corruptions"),
 ) -> None:
-    from robench import api
+    from robench import api, distributed
     from robench.registry import load_all
 
     load_all()
@@ -137,9 +143,29 @@ def eval_(
                      verdict_draws=verdict_draws, allow_non_eot=allow_non_eot, sanity=sanity,
                      sanity_n=sanity_n)
     cfg.validate()
+    parsed = api.Shard.parse(shard) if shard is not None else None
+    world = distributed.world_from_env()
+    if merge and (parsed is not None or world.distributed):
+        raise UserError("--merge makes the record from shards already evaluated; run it once, "
+                        "without --shard and outside torchrun.")
+    if parsed is not None and world.distributed:
+        raise UserError(f"--shard {shard} and torchrun's {world.size} processes would both "
+                        f"split the points; use one of them.")
     target = target_of(run, model, weights, dataset, data_dir, image_size, mean, std, out, name,
                      checkpoint)
-    outcomes = api.evaluate(target, cfg, quiet=quiet, resume=resume, force=force)
+    if merge:
+        outcomes = api.merge_shards(target, cfg, command=_command_without_merge())
+    elif parsed is not None and not parsed.whole:
+        parts = api.evaluate(target, cfg, quiet=quiet, resume=resume, force=force,
+                             shard=parsed)
+        _print_shards(target.label, parts, parsed)
+        return
+    else:
+        with distributed.process_group(world, device):
+            outcomes = api.evaluate_ranks(target, cfg, quiet=quiet, resume=resume,
+                                          force=force)
+        if not world.main:
+            return
     if as_json:
         sys.stdout.write(json.dumps([o.record.to_dict() for o in outcomes], indent=2) + "\n")
         return
@@ -156,6 +182,7 @@ def _eval_corruptions(args: dict[str, Any]) -> None:
                         "other attacks (and the Lp attacks in a separate robench eval).")
     for flag, key in (("--eps", "eps"), ("--set", "set_"), ("--steps", "steps"),
                       ("--restarts", "restarts"), ("--resume", "resume"),
+                      ("--shard", "shard"), ("--merge", "merge"),
                       ("--sanity", "sanity"), ("--allow-non-eot", "allow_non_eot"),
                       ("--selection-seed", "selection_seed")):
         if args[key]:
@@ -210,6 +237,28 @@ def _print_corruptions(label: str, outcome) -> None:
 def _ratio(value: float | None) -> str:
     """A corruption error as the paper prints it: percent of the reference's error."""
     return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _command_without_merge() -> str:
+    """The command line that made the shards, for the sentence naming a missing one."""
+    args = [a for a in sys.argv[1:] if a != "--merge"]
+    return " ".join(["robench", *args])
+
+
+def _print_shards(label: str, parts, shard) -> None:
+    for part in parts:
+        if hasattr(part, "record"):  # recorded already (one process or a merge)
+            _print_eval(label, [part])
+            continue
+        s = part.partial.state
+        mask = s.covered_mask()
+        n = int(mask.sum())
+        stdout.print(f"{label}: shard {shard.label} at eps {part.eps.text}: {n} points, clean "
+                     f"{int(s.clean_correct[mask].sum())}, robust {int(s.robust[mask].sum())}"
+                     + (" (recorded)" if part.reused else ""), highlight=False)
+        stderr.print(f"part: {part.path}", highlight=False, soft_wrap=True)
+    stderr.print(f"when all {shard.count} shards are done, make the record with the same "
+                 f"command, --merge instead of --shard.", highlight=False, soft_wrap=True)
 
 
 def _print_eval(label: str, outcomes) -> None:

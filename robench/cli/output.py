@@ -12,7 +12,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from robench.errors import Interrupted, UserError
+from robench.errors import Interrupted, Preempted, UserError
+from robench.preemption import pass_on
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -42,6 +43,11 @@ def user_errors(fn):
             if debug:
                 raise
             fail(str(exc), 2)
+        except Preempted as exc:  # a scheduler's signal, taken at a safe point
+            stderr.print(f"[bold red]stopped:[/] {exc.message}", highlight=False,
+                         soft_wrap=True)
+            pass_on(exc.signum)  # to submitit's handler, or the default: the process ends
+            raise typer.Exit(128 + exc.signum) from None
         except KeyboardInterrupt as exc:
             if debug:
                 raise

@@ -19,26 +19,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from robench.attacks import Attack
-from robench.attacks.autoattack import SQUARE_ALPHA, check_flag
+from robench.attacks.autoattack import SQUARE_ALPHA, Findings, check_flag
 from robench.records import wilson_interval
 
 STOCHASTIC = "stochastic-model"
 NEAR_CLEAN = "robust-near-clean"
 
 
-def attack_flags(steps: Sequence, attacks: Sequence[Attack], n: int,
-                 stochastic: bool) -> tuple[list[str], list[str]]:
-    """(flags, notes) from the attack sequence; AutoAttack's own sentences become notes."""
+def attack_flags(steps: Sequence, attacks: Sequence[Attack], n: int, stochastic: bool,
+                 findings: Sequence[dict | None] | None = None) -> tuple[list[str], list[str]]:
+    """(flags, notes) from the attack sequence; AutoAttack's own sentences become notes.
+
+    `findings` are what each attack's own checks found over every block (the protocol's
+    state); without them each attack's last report is read.
+    """
     flags = [STOCHASTIC] if stochastic else []
     notes = []
     white_box_before = False
-    for step, attack in zip(steps, attacks, strict=False):
+    for k, (step, attack) in enumerate(zip(steps, attacks, strict=False)):
         if not attack.uses_gradients:
             if white_box_before and step.broken > SQUARE_ALPHA * n:
                 flags.append(f"{attack.name}-beat-white-box")
         else:
             white_box_before = True
-        report = getattr(attack, "report", None)
+        if findings is None:
+            report = getattr(attack, "report", None)
+        else:
+            found = findings[k] if k < len(findings) else None
+            report = None if found is None else Findings.from_dict(found)
         if report is not None:
             for warning in getattr(report, "warnings", []):
                 flags.append(check_flag(warning))

@@ -27,9 +27,19 @@ from typing import Any
 import torch
 
 from robench.attacks import Attack
+from robench.attacks.autoattack import AutoAttackReport, Findings
 from robench.attacks.base import Found
 from robench.attacks.judge import Judge
 from robench.data import to_float
+from robench.evaluation.blocks import (
+    CLEAN_PASS,
+    attack_pass,
+    block_points,
+    block_seed,
+    covered,
+    n_blocks,
+    reseed,
+)
 from robench.evaluation.randomness import differs
 from robench.evaluation.standin import Search, Searchers
 from robench.progress import Counter
@@ -50,13 +60,24 @@ class StepResult:
 
 @dataclass
 class ProtocolState:
-    """What a finished prefix of the attack sequence leaves: enough to resume after it."""
+    """What a finished prefix of the protocol leaves on the points it covers: enough to
+    resume after it, and (for a shard) to merge with the other shards."""
 
     clean_correct: torch.Tensor  # bool, per point
     robust: torch.Tensor  # bool, per point
     steps: list[StepResult] = field(default_factory=list)
     clean_seconds: float = 0.0
     clean_votes: int = 0  # correct single draws summed over the clean pass (randomised models)
+    covered: torch.Tensor | None = None  # bool per point: evaluated here (None: every point)
+    robust_after: list[int] = field(default_factory=list)  # robust covered points, per step
+    findings: list[dict | None] = field(default_factory=list)  # an attack's own checks, per step
+    # The attack under way: blocks finished and what they found (resumed from here).
+    progress: dict[str, Any] | None = None
+
+    def covered_mask(self) -> torch.Tensor:
+        if self.covered is None:
+            return torch.ones(len(self.robust), dtype=torch.bool)
+        return self.covered
 
 
 @dataclass
@@ -65,27 +86,39 @@ class CleanPass:
     repeat_differs: bool  # a second pass gave other logits: the model is randomised
 
 
+def _blocks(n: int, batch_size: int, blocks: Sequence[int] | None) -> list[int]:
+    return list(range(n_blocks(n, batch_size))) if blocks is None else list(blocks)
+
+
 @torch.no_grad()
 def clean_pass(judge: Judge, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
-               batch_size: int, check_repeat: bool = False) -> CleanPass:
-    """The judge's clean verdict on every point; with `check_repeat`, a deterministic model's
-    pass is made twice and compared, which finds randomness that touches only some inputs."""
+               batch_size: int, check_repeat: bool = False,
+               blocks: Sequence[int] | None = None, seed: int | None = None) -> CleanPass:
+    """The judge's clean verdict on every point of `blocks` (default: all); with
+    `check_repeat`, a deterministic model's pass is made twice and compared, which finds
+    randomness that touches only some inputs. With `seed`, each block's generators are seeded
+    from it (robench.evaluation.blocks)."""
     t0 = time.perf_counter()
-    correct = torch.zeros(len(y), dtype=torch.bool)
+    n = len(y)
+    blocks = _blocks(n, batch_size, blocks)
+    correct = torch.zeros(n, dtype=torch.bool)
     votes, repeat_differs = 0, False
-    for start in range(0, len(y), batch_size):
-        xb = to_float(x[start:start + batch_size].to(device))
-        yb = y[start:start + batch_size].to(device)
+    for b in blocks:
+        if seed is not None:
+            reseed(block_seed(seed, CLEAN_PASS, b), device)
+        part = block_points(b, batch_size, n)
+        xb, yb = to_float(x[part].to(device)), y[part].to(device)
         if check_repeat:
             first, second = judge.logits(xb), judge.logits(xb)
             repeat_differs = repeat_differs or differs([first, second])
             hits = (first.argmax(1) == yb).long()
         else:
             hits = judge.votes(xb, yb)
-        correct[start:start + len(yb)] = (hits == judge.draws).cpu()
+        correct[part] = (hits == judge.draws).cpu()
         votes += int(hits.sum())
     state = ProtocolState(clean_correct=correct, robust=correct.clone(),
-                          clean_seconds=time.perf_counter() - t0, clean_votes=votes)
+                          clean_seconds=time.perf_counter() - t0, clean_votes=votes,
+                          covered=covered(blocks, batch_size, n))
     return CleanPass(state, repeat_differs)
 
 
@@ -149,35 +182,84 @@ def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
                 state: ProtocolState, *, searchers: Searchers, judge: Judge,
                 device: torch.device, batch_size: int, counter: Counter | None = None,
                 on_step: Callable[[ProtocolState], None] | None = None,
-                state_path: Callable[[int], Path] | None = None) -> ProtocolState:
-    """Run `attacks` in order on the points still robust; skip those already in `state`.
+                on_block: Callable[[ProtocolState], None] | None = None,
+                state_path: Callable[[int, int], Path] | None = None,
+                blocks: Sequence[int] | None = None, seed: int | None = None) -> ProtocolState:
+    """Run `attacks` in order on the points still robust, block by block; skip what `state`
+    has already done (finished attacks, and finished blocks of the attack under way).
 
-    `state_path(i)` names a file where attack i may keep its own progress (AutoAttack does),
-    so an interrupted evaluation resumes inside that attack too.
+    One batch is the surviving points of one block of `batch_size` points; with `seed`, each
+    (attack, block) has its own seed (robench.evaluation.blocks), so a block's result does
+    not depend on the other blocks. `state_path(i, block)` names a file where attack i may
+    keep its progress inside a block (AutoAttack does), so an interrupted evaluation resumes
+    inside that attack too; `on_block` is called after each block (to save the state).
     """
     counter = counter or Counter(quiet=True)
     n = len(y)
+    blocks = _blocks(n, batch_size, blocks)
     for i in range(len(state.steps), len(attacks)):
         attack = attacks[i]
-        search = searchers.for_attack(attack)
-        idx = state.robust.nonzero().flatten()
-        t0 = time.perf_counter()
-        task = counter.task(attack.name, len(idx))
-        still, disputed = attack_points(
-            attack, x, y, idx, searchers=searchers, judge=judge, device=device,
-            batch_size=batch_size, state_file=state_path(i) if state_path else None,
-            advance=lambda k, task=task: counter.advance(task, k))
-        state.robust[idx[~still]] = False
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        search, exact = searchers.for_attack(attack), searchers.exact()
+        progress = state.progress or {"blocks_done": 0, "broken": 0, "attacked": 0,
+                                      "disputed": 0, "seconds": 0.0, "findings": None}
+        state.progress = progress
+        todo = blocks[progress["blocks_done"]:]
+        task = counter.task(attack.name, sum(
+            int(state.robust[block_points(b, batch_size, n)].sum()) for b in todo))
+        for b in todo:
+            t0 = time.perf_counter()
+            part = block_points(b, batch_size, n)
+            idx = part.start + state.robust[part].nonzero().flatten()
+            if len(idx):
+                if seed is not None:
+                    reseed(block_seed(seed, attack_pass(i), b), device)
+                inner = state_path(i, b) if state_path is not None else None
+                ok, disputed = attack_batch(
+                    attack, search, exact, to_float(x[idx].to(device)), y[idx].to(device),
+                    judge, inner if getattr(attack, "batches_itself", False) else None)
+                ok = ok.cpu()
+                state.robust[idx[~ok]] = False
+                progress["broken"] += int((~ok).sum())
+                progress["attacked"] += len(idx)
+                progress["disputed"] += disputed
+                progress["findings"] = _add_findings(progress["findings"], attack)
+                counter.advance(task, len(idx))
+                if inner is not None:
+                    unlink_states(inner)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            progress["seconds"] += time.perf_counter() - t0
+            progress["blocks_done"] += 1
+            if on_block is not None:
+                on_block(state)
         state.steps.append(StepResult(
             name=attack.name, params=attack.describe(),
-            robust_acc_after=int(state.robust.sum()) / n, broken=int((~still).sum()),
-            attacked=len(idx), seconds=time.perf_counter() - t0, precision=search.precision,
-            searched_on=search.on, disputed=disputed))
+            robust_acc_after=int(state.robust.sum()) / n, broken=progress["broken"],
+            attacked=progress["attacked"], seconds=progress["seconds"],
+            precision=search.precision, searched_on=search.on, disputed=progress["disputed"]))
+        state.robust_after.append(int(state.robust.sum()))
+        state.findings.append(progress["findings"])
+        state.progress = None
         if on_step is not None:
             on_step(state)
     return state
+
+
+def _add_findings(total: dict | None, attack: Attack) -> dict | None:
+    """What an attack's own checks found on this block, added to the earlier blocks'."""
+    report = getattr(attack, "report", None)
+    if not isinstance(report, AutoAttackReport):
+        return total
+    found = Findings.of_report(report)
+    return (found if total is None else Findings.from_dict(total).plus(found)).to_dict()
+
+
+def unlink_states(*paths: Path) -> None:
+    """Remove state files and any sidecar an attack keeps beside one."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        for extra in path.parent.glob(path.name + ".*"):
+            extra.unlink(missing_ok=True)
 
 
 def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool]]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import robench
-from robench.attacks.judge import Judge
 from robench.config import EvalConfig
 from robench.evaluation import flags as flags_mod
 from robench.evaluation.plan import Plan
@@ -20,19 +20,42 @@ from robench.records import (
     Verdict,
     encode_bits,
     is_standard_autoattack,
+    record_key,
     timestamp,
     wilson_interval,
 )
 from robench.threat import Eps
 
 
+def protocol_key(target, cfg: EvalConfig, eps: Eps, plan: Plan, selection: Selection, *,
+                 stochastic: bool) -> tuple[str, dict[str, Any]]:
+    """The record's key and the protocol it hashes: every setting that changes the numbers.
+
+    `blocks` is the block size (--batch-size): which points share a batch and a seed
+    (robench.evaluation.blocks), so it is part of what defines the result.
+    """
+    attacks = plan.attacks
+    draws = cfg.verdict_draws if stochastic else 1
+    protocol = {"attacks": [a.describe() for a in attacks], "norm": cfg.norm,
+                "batch_size": [getattr(a, "batch_size", None) for a in attacks],
+                "eps": eps.value, "selection": dataclasses.asdict(selection),
+                "precision": cfg.precision, "model": dataclasses.asdict(target.source),
+                "verdict": {"rule": "every-draw" if stochastic else "one-pass", "draws": draws},
+                "sanity": {"n": cfg.sanity_n} if cfg.sanity else None,
+                "blocks": cfg.batch_size}
+    key = record_key([a.name for a in attacks], cfg.norm, eps.slug, selection.n_examples,
+                     protocol)
+    return key, protocol
+
+
 def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
-                state: ProtocolState, selection: Selection, judge: Judge, *,
+                state: ProtocolState, selection: Selection, draws: int, *,
                 stochastic: bool, notes: list[str], previous: Record | None,
                 sanity: Sanity | None, device) -> Record:
     n = len(state.robust)
     steps = list(state.steps)
-    found_flags, check_notes = flags_mod.attack_flags(steps, plan.attacks, n, stochastic)
+    found_flags, check_notes = flags_mod.attack_flags(steps, plan.attacks, n, stochastic,
+                                                      findings=state.findings)
     extra_flags, sanity_result = [], None
     if sanity is not None:
         steps.append(sanity.step)
@@ -47,7 +70,7 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
     # stood after it.
     autoattack = next((s.robust_acc_after for s in state.steps if is_standard_autoattack(s)),
                       None)
-    mean_clean = state.clean_votes / (n * judge.draws) if stochastic and n else None
+    mean_clean = state.clean_votes / (n * draws) if stochastic and n else None
     return Record(
         schema_version=SCHEMA_VERSION, robench_version=robench.__version__, key=key,
         created=timestamp(), model=target.source, dataset=target.info.name, norm=cfg.norm,
@@ -62,7 +85,7 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
         architecture=target.source.arch, autoattack_acc=autoattack,
         points=Points(clean=encode_bits(state.clean_correct.tolist()),
                       robust=encode_bits(state.robust.tolist())),
-        verdict=Verdict(rule="every-draw" if stochastic else "one-pass", draws=judge.draws,
+        verdict=Verdict(rule="every-draw" if stochastic else "one-pass", draws=draws,
                         mean_clean_acc=mean_clean),
         sanity=sanity_result,
     )

@@ -7,12 +7,15 @@ of `verdict_draws` draws), whether the view may be used, and which attacks are s
 for each eps, in increasing order, the clean verdicts, the attacks, the opt-in sanity pass,
 and the record. If AutoAttack's own check finds the model randomised when robench's did not,
 the evaluation starts again as a randomised one, and the records it wrote meanwhile are
-removed.
+removed. Every pass works block by block (robench.evaluation.blocks); with a shard, only that
+shard's blocks are evaluated and a part is written instead of the record
+(robench.evaluation.shards; `merge_shards` in robench.evaluation.merging makes the record).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +23,13 @@ import torch
 
 from robench import records as records_mod
 from robench import runs
-from robench.attacks.autoattack import RANDOMIZED_WARNING
+from robench.attacks.autoattack import RANDOMIZED_WARNING, Findings
 from robench.attacks.judge import Judge
 from robench.config import EvalConfig
 from robench.data import to_float
-from robench.errors import Interrupted
+from robench.errors import Interrupted, Preempted
 from robench.evaluation import randomness
+from robench.evaluation.blocks import Shard, attack_pass, n_blocks
 from robench.evaluation.plan import Plan, plan_attacks
 from robench.evaluation.points import point_count, select_points, selection_mask
 from robench.evaluation.protocol import (
@@ -34,13 +38,16 @@ from robench.evaluation.protocol import (
     check_unchanged,
     clean_pass,
     snapshot,
+    unlink_states,
 )
 from robench.evaluation.protocol import run_attacks as run_attack_sequence
-from robench.evaluation.record import make_record
-from robench.evaluation.sanity import sanity_pass
+from robench.evaluation.record import make_record, protocol_key
+from robench.evaluation.sanity import sanity_pass, sanity_result
+from robench.evaluation.shards import Partial, partial_path, write_partial
 from robench.evaluation.standin import Searchers, choose_view
+from robench.preemption import StopRequests
 from robench.progress import Counter
-from robench.records import Record, Selection, record_key
+from robench.records import Record, Selection
 from robench.runtime import resolve_device
 from robench.threat import Eps, default_eps, parse_eps_list
 
@@ -50,6 +57,16 @@ class EvalOutcome:
     record: Record
     path: Path
     reused: bool = False  # True when the same protocol had already been evaluated
+
+
+@dataclass
+class ShardOutcome:
+    """One shard's part of the evaluation at one eps (the record is made by the merge)."""
+
+    partial: Partial
+    path: Path
+    eps: Eps
+    reused: bool = False
 
 
 class _FoundRandomised(Exception):
@@ -64,16 +81,10 @@ def save_state(path: Path, state: ProtocolState) -> None:
     runs.save_state({
         "clean_correct": state.clean_correct, "robust": state.robust,
         "clean_seconds": state.clean_seconds, "clean_votes": state.clean_votes,
-        "steps": [dataclasses.asdict(s) for s in state.steps],
+        "steps": [dataclasses.asdict(s) for s in state.steps], "covered": state.covered,
+        "robust_after": state.robust_after, "findings": state.findings,
+        "progress": state.progress,
     }, path)
-
-
-def _unlink_states(*paths: Path) -> None:
-    """Remove state files and any sidecar an attack keeps beside one."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-        for extra in path.parent.glob(path.name + ".*"):
-            extra.unlink(missing_ok=True)
 
 
 def _load_state(path: Path) -> ProtocolState:
@@ -81,34 +92,60 @@ def _load_state(path: Path) -> ProtocolState:
     return ProtocolState(clean_correct=data["clean_correct"], robust=data["robust"],
                          clean_seconds=data["clean_seconds"],
                          clean_votes=data.get("clean_votes", 0),
-                         steps=[StepResult(**s) for s in data["steps"]])
+                         steps=[StepResult(**s) for s in data["steps"]],
+                         covered=data.get("covered"),
+                         robust_after=data.get("robust_after", []),
+                         findings=data.get("findings", []), progress=data.get("progress"))
 
 
-def _budgets(target, cfg: EvalConfig) -> list[Eps]:
+def budgets(target, cfg: EvalConfig) -> list[Eps]:
     shape = tuple(target.test.x.shape[1:])
     if cfg.eps:
         return parse_eps_list(cfg.eps, norm=cfg.norm, shape=shape)
     return [default_eps(target.info.name, cfg.norm, shape)]
 
 
-def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = False,
-             force: bool = False) -> list[EvalOutcome]:
-    """Clean and robust accuracy of `target` under `cfg`: one record per eps."""
-    cfg.validate()
-    eps_list = _budgets(target, cfg)
-    for eps in eps_list:  # every attack name, norm and parameter checked before any work
-        plan_attacks(cfg, eps.value, stochastic=False)
+def selection_of(target, cfg: EvalConfig) -> tuple[torch.Tensor, Selection]:
+    """The evaluated points' indices and their description (checks --n-examples first)."""
     n_avail = len(target.test)
     n_points = point_count(n_avail, cfg.n_examples, cfg.all_examples, target.info.name)
+    idx, method = select_points(target.test, n_points, cfg.selection_seed)
+    return idx, Selection(n_examples=len(idx), method=method, seed=cfg.selection_seed,
+                          n_available=n_avail, mask=selection_mask(idx, n_avail))
+
+
+def record_of(target, cfg: EvalConfig, eps: Eps, plan: Plan, part: Partial,
+              selection: Selection, previous: Record | None, notes: list[str]) -> Record:
+    """The record from the part of one process, or from N shards' parts merged."""
+    sanity = None
+    if part.sanity is not None:
+        sanity = sanity_result(part.sanity, norm=cfg.norm, eps=eps.value, seed=cfg.seed,
+                               stochastic=part.stochastic, shape=tuple(target.test.x.shape[1:]),
+                               robust_after=int(part.state.robust.sum()), n=part.n_points)
+    return make_record(target, cfg, part.key, eps, plan, part.state, selection, part.draws,
+                       stochastic=part.stochastic, notes=[*part.notes, *notes],
+                       previous=previous, sanity=sanity, device=part.device)
+
+
+def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = False,
+             force: bool = False, shard: Shard | None = None) -> list:
+    """Clean and robust accuracy of `target` under `cfg`: one record per eps.
+
+    With a `shard` of more than one, only its blocks are evaluated, and the result is one
+    `ShardOutcome` per eps (a part for robench.evaluation.merging) instead of records.
+    """
+    cfg.validate()
+    shard = shard or Shard()
+    eps_list = budgets(target, cfg)
+    for eps in eps_list:  # every attack name, norm and parameter checked before any work
+        plan_attacks(cfg, eps.value, stochastic=False)
+    idx, selection = selection_of(target, cfg)
     runs.ensure_writable_dir(target.evals_dir)
     device = resolve_device(cfg.device)
-    idx, method = select_points(target.test, n_points, cfg.selection_seed)
-    selection = Selection(n_examples=len(idx), method=method, seed=cfg.selection_seed,
-                          n_available=n_avail, mask=selection_mask(idx, n_avail))
     model = target.model.to(device)
     before = snapshot(model)
     session = _Session(target, cfg, target.test.x[idx], target.test.y[idx], selection,
-                       device, quiet)
+                       device, quiet, shard)
     with randomness.seeded(cfg.seed, device):
         try:
             outcomes = session.run(eps_list, stochastic=None, resume=resume, force=force)
@@ -126,10 +163,11 @@ class _Session:
     """One `evaluate` call's shared parts: the points, the judge, the stand-ins."""
 
     def __init__(self, target, cfg: EvalConfig, x, y, selection: Selection,
-                 device: torch.device, quiet: bool):
+                 device: torch.device, quiet: bool, shard: Shard):
         self.target, self.cfg, self.x, self.y = target, cfg, x, y
-        self.selection, self.device, self.quiet = selection, device, quiet
+        self.selection, self.device, self.quiet, self.shard = selection, device, quiet, shard
         self.model = target.model
+        self.blocks = shard.blocks(n_blocks(len(y), cfg.batch_size))
         self.written: list[Path] = []
         self.notes_for_all: list[str] = []
 
@@ -139,6 +177,8 @@ class _Session:
         self.written.clear()
 
     def _setup(self, stochastic: bool | None) -> tuple[bool, list[str]]:
+        """The judge, the clean pass of this shard's blocks and the stand-ins. Randomness and
+        the view are decided on the first evaluated points, the same ones in every shard."""
         cfg, notes = self.cfg, []
         first = to_float(self.x[:randomness.POINTS].to(self.device))
         if stochastic is None:
@@ -150,7 +190,8 @@ class _Session:
             self.judge = Judge(self.model, draws=cfg.verdict_draws if stochastic else 1,
                                batch_size=cfg.batch_size)
             self.clean = clean_pass(self.judge, self.x, self.y, device=self.device,
-                                    batch_size=cfg.batch_size, check_repeat=not stochastic)
+                                    batch_size=cfg.batch_size, check_repeat=not stochastic,
+                                    blocks=self.blocks, seed=cfg.seed)
             if not self.clean.repeat_differs:
                 break
             stochastic = True
@@ -164,74 +205,102 @@ class _Session:
         return stochastic, notes
 
     def run(self, eps_list: list[Eps], *, stochastic: bool | None, resume: bool,
-            force: bool) -> list[EvalOutcome]:
+            force: bool) -> list:
         stochastic, setup_notes = self._setup(stochastic)
         # Planned for every eps first: attacks without EOT are refused before any runs.
         plans = {eps.value: plan_attacks(self.cfg, eps.value, stochastic=stochastic)
                  for eps in eps_list}
-        outcomes: list[EvalOutcome] = []
+        outcomes: list = []
         previous: Record | None = None  # the record at the next smaller eps
         with Counter(quiet=self.quiet) as counter:
             for eps in sorted(eps_list, key=lambda e: e.value):
                 outcome = self._one(eps, plans[eps.value], stochastic, setup_notes, previous,
                                     counter, resume=resume, force=force)
                 outcomes.append(outcome)
-                previous = outcome.record
+                previous = getattr(outcome, "record", None)
         return outcomes
 
     def _one(self, eps: Eps, plan: Plan, stochastic: bool, setup_notes: list[str], previous,
-             counter, *, resume: bool, force: bool) -> EvalOutcome:
-        cfg, target = self.cfg, self.target
+             counter, *, resume: bool, force: bool):
+        cfg, target, shard = self.cfg, self.target, self.shard
         attacks = plan.attacks
-        verdict = {"rule": "every-draw" if stochastic else "one-pass",
-                   "draws": self.judge.draws}
-        sanity = {"n": cfg.sanity_n} if cfg.sanity else None
-        protocol = {"attacks": [a.describe() for a in attacks], "norm": cfg.norm,
-                    "batch_size": [getattr(a, "batch_size", None) for a in attacks],
-                    "eps": eps.value, "selection": dataclasses.asdict(self.selection),
-                    "precision": cfg.precision, "model": dataclasses.asdict(target.source),
-                    "verdict": verdict, "sanity": sanity}
-        key = record_key([a.name for a in attacks], cfg.norm, eps.slug, len(self.y), protocol)
-        path = target.evals_dir / f"{key}.json"
-        if path.is_file() and not force:
+        key, _ = protocol_key(target, cfg, eps, plan, self.selection, stochastic=stochastic)
+        evals = target.evals_dir
+        path = evals / f"{key}.json"
+        if path.is_file() and not force:  # already recorded, by one process or a merge
             return EvalOutcome(records_mod.read(path), path, reused=True)
-        state_path = target.evals_dir / f".{key}.state.pt"
-        inner = [target.evals_dir / f".{key}.attack{i}.state" for i in range(len(attacks))]
+        part_file = partial_path(evals, key, shard)
+        if not shard.whole and part_file.is_file() and not force:
+            from_file = Partial.from_dict(json.loads(part_file.read_text()))
+            return ShardOutcome(from_file, part_file, eps, reused=True)
+        stem = key if shard.whole else f"{key}.{shard.slug}"
+        state_path = evals / f".{stem}.state.pt"
+        inner = evals / f".{stem}.attack"
         if resume and state_path.is_file():
             state = _load_state(state_path)
-            counter.message(f"resuming {key} after {len(state.steps)} finished attack(s)")
+            counter.message(f"resuming {stem} after {len(state.steps)} finished attack(s)")
         else:
-            _unlink_states(state_path, *inner)
+            _unlink_inner(state_path, inner)
             c = self.clean.state
             state = ProtocolState(c.clean_correct.clone(), c.clean_correct.clone(),
-                                  clean_seconds=c.clean_seconds, clean_votes=c.clean_votes)
+                                  clean_seconds=c.clean_seconds, clean_votes=c.clean_votes,
+                                  covered=c.covered)
+        stop = StopRequests()
+
+        def save(s: ProtocolState) -> None:
+            save_state(state_path, s)
+            if stop.requested:  # a scheduler's signal: stop at this block boundary
+                raise Preempted(f"evaluation stopped by {stop.name} after a block of "
+                                f"{cfg.batch_size} points, its state saved; run the same "
+                                f"command with --resume to continue it.", stop.signum)
+
         try:
-            run_attack_sequence(self.x, self.y, attacks, state, searchers=self.searchers,
-                                judge=self.judge, device=self.device,
-                                batch_size=cfg.batch_size, counter=counter,
-                                on_step=lambda s, p=state_path: save_state(p, s),
-                                state_path=lambda i, inner=inner: inner[i])
+            with stop:
+                run_attack_sequence(self.x, self.y, attacks, state, searchers=self.searchers,
+                                    judge=self.judge, device=self.device,
+                                    batch_size=cfg.batch_size, counter=counter, on_step=save,
+                                    on_block=save, blocks=self.blocks, seed=cfg.seed,
+                                    state_path=lambda i, b: inner.with_name(
+                                        f"{inner.name}{i}.block{b}.state"))
+        except Preempted:
+            raise
         except KeyboardInterrupt:
+            under_way = ""
+            if state.progress is not None and len(state.steps) < len(attacks):
+                under_way = (f" and {state.progress['blocks_done']} of {len(self.blocks)} "
+                             f"blocks of {attacks[len(state.steps)].name}")
             raise Interrupted(f"evaluation interrupted after {len(state.steps)} of "
-                              f"{len(attacks)} attacks; run the same command with --resume "
-                              f"to continue it.") from None
+                              f"{len(attacks)} attacks{under_way}; run the same command with "
+                              f"--resume to continue it.") from None
         if not stochastic:
-            for attack in attacks:
-                report = getattr(attack, "report", None)
-                if report is not None and getattr(report, "randomized", False):
-                    _unlink_states(state_path, *inner)
-                    raise _FoundRandomised(next(w for w in report.warnings
+            for found in state.findings:
+                if found is not None and Findings.from_dict(found).randomized:
+                    _unlink_inner(state_path, inner)
+                    raise _FoundRandomised(next(w for w in Findings.from_dict(found).checks
                                                 if RANDOMIZED_WARNING in w))
-        checks = None
+        counts = None
         if cfg.sanity:
-            checks = sanity_pass(self.x, self.y, state, norm=cfg.norm, eps=eps.value,
+            counts = sanity_pass(self.x, self.y, state, norm=cfg.norm, eps=eps.value,
                                  seed=cfg.seed, n_points=cfg.sanity_n, stochastic=stochastic,
                                  searchers=self.searchers, judge=self.judge,
-                                 device=self.device, batch_size=cfg.batch_size)
-        record = make_record(target, cfg, key, eps, plan, state, self.selection, self.judge,
-                             stochastic=stochastic, notes=[*setup_notes, *self.notes_for_all],
-                             previous=previous, sanity=checks, device=self.device)
-        written = records_mod.write(record, target.evals_dir)
+                                 device=self.device, batch_size=cfg.batch_size,
+                                 first_pass=attack_pass(len(attacks)), blocks=self.blocks)
+        part = Partial(key=key, shard=shard, n_points=len(self.y), stochastic=stochastic,
+                       draws=self.judge.draws, state=state, notes=list(setup_notes),
+                       sanity=counts, device=str(self.device))
+        if not shard.whole:
+            written = write_partial(evals, part)
+            self.written.append(written)
+            _unlink_inner(state_path, inner)
+            return ShardOutcome(part, written, eps)
+        record = record_of(target, cfg, eps, plan, part, self.selection, previous,
+                           self.notes_for_all)
+        written = records_mod.write(record, evals)
         self.written.append(written)
-        _unlink_states(state_path, *inner)
+        _unlink_inner(state_path, inner)
         return EvalOutcome(record, written)
+
+
+def _unlink_inner(state_path: Path, inner: Path) -> None:
+    """The protocol's state file and every attack's state inside a block."""
+    unlink_states(state_path, *inner.parent.glob(inner.name + "*.state"))

@@ -11,20 +11,26 @@
    about 0 %: more than 1 % of the subset's points left correct flags `large-eps-not-broken`.
    That budget is another threat model, so its number goes into the record, not into the
    robust accuracy.
+Both run block by block, each block with its own seed (robench.evaluation.blocks), so the
+counts of N shards add up to those of one process.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from robench.attacks import create_attack
+from robench.attacks import Attack, create_attack
 from robench.attacks.judge import Judge
+from robench.data import to_float
+from robench.evaluation.blocks import block_points, block_seed, n_blocks, reseed
 from robench.evaluation.plan import EOT_DRAWS
-from robench.evaluation.protocol import ProtocolState, StepResult, attack_points
+from robench.evaluation.protocol import ProtocolState, StepResult, attack_batch
 from robench.evaluation.standin import Searchers
 from robench.records import SanityResult
 from robench.threat import largest_norm
@@ -51,40 +57,86 @@ def sign_test(b: int, c: int) -> float:
     return sum(math.comb(n, k) for k in range(b, n + 1)) / 2 ** n
 
 
-def sanity_pass(x: torch.Tensor, y: torch.Tensor, state: ProtocolState, *, norm: str,
-                eps: float, seed: int, n_points: int, stochastic: bool, searchers: Searchers,
-                judge: Judge, device: torch.device, batch_size: int) -> Sanity:
-    """Run both checks on the first `n_points` points; marks newly broken points in `state`."""
-    t0 = time.perf_counter()
-    m = min(n_points, len(y))
-    points = state.clean_correct[:m].nonzero().flatten()
+def _attacks(norm: str, eps: float, seed: int, stochastic: bool,
+             shape: tuple[int, ...]) -> tuple[Attack, Attack]:
     eot = {"eot_iter": EOT_DRAWS} if stochastic else {}
     strong = create_attack("pgd", norm=norm, eps=eps, seed=seed,
                            params={"steps": STEPS, "restarts": RESTARTS, **eot})
-    run = dict(searchers=searchers, judge=judge, device=device, batch_size=batch_size)
-    ok, _ = attack_points(strong, x, y, points, **run)
-    protocol_robust = state.robust[points]
-    b = int((protocol_robust & ~ok).sum())
-    c = int((~protocol_robust & ok).sum())
-    state.robust[points[protocol_robust & ~ok]] = False
-    big = largest_norm(norm, tuple(x.shape[1:]))
+    big = largest_norm(norm, shape)
     large = create_attack("pgd", norm=norm, eps=big, seed=seed,
                           params={"steps": STEPS, "random_start": False,
                                   "step_size": big / 10, **eot})
-    ok_large, _ = attack_points(large, x, y, points, **run)
+    return strong, large
+
+
+def sanity_pass(x: torch.Tensor, y: torch.Tensor, state: ProtocolState, *, norm: str,
+                eps: float, seed: int, n_points: int, stochastic: bool, searchers: Searchers,
+                judge: Judge, device: torch.device, batch_size: int, first_pass: int,
+                blocks: Sequence[int] | None = None) -> dict[str, Any]:
+    """Run both checks, block by block, on the clean-correct points among the first
+    `n_points`; marks newly broken points in `state` and returns the counts (summable over
+    shards; `sanity_result` turns them into the record's part)."""
+    t0 = time.perf_counter()
+    n = len(y)
+    m = min(n_points, n)
+    strong, large = _attacks(norm, eps, seed, stochastic, tuple(x.shape[1:]))
+    search = searchers.for_attack(strong)
+    counts = {"n_points": m, "extra_broken": 0, "only_protocol": 0, "large_eps_robust": 0,
+              "attacked": 0, "seconds": 0.0, "precision": search.precision,
+              "searched_on": search.on}
+    blocks = range(n_blocks(n, batch_size)) if blocks is None else blocks
+    for b in blocks:
+        part = block_points(b, batch_size, n)
+        chosen = state.clean_correct[part].clone()
+        chosen[max(0, m - part.start):] = False
+        points = part.start + chosen.nonzero().flatten()
+        if not len(points):
+            continue
+        xb, yb = to_float(x[points].to(device)), y[points].to(device)
+        results = []
+        for k, attack in enumerate((strong, large)):
+            reseed(block_seed(seed, first_pass + k, b), device)
+            ok, _ = attack_batch(attack, searchers.for_attack(attack), searchers.exact(), xb,
+                                 yb, judge)
+            results.append(ok.cpu())
+        ok, ok_large = results
+        protocol_robust = state.robust[points]
+        counts["extra_broken"] += int((protocol_robust & ~ok).sum())
+        counts["only_protocol"] += int((~protocol_robust & ok).sum())
+        counts["large_eps_robust"] += int(ok_large.sum())
+        counts["attacked"] += len(points)
+        state.robust[points[protocol_robust & ~ok]] = False
+    counts["seconds"] = time.perf_counter() - t0
+    return counts
+
+
+def add_counts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two shards' sanity counts as one."""
+    return {k: (a[k] + b[k] if k in _SUMMED else a[k]) for k in a}
+
+
+_SUMMED = ("extra_broken", "only_protocol", "large_eps_robust", "attacked", "seconds")
+
+
+def sanity_result(counts: dict[str, Any], *, norm: str, eps: float, seed: int,
+                  stochastic: bool, shape: tuple[int, ...], robust_after: int,
+                  n: int) -> Sanity:
+    """The record's sanity part from the counts over every point."""
+    strong, large = _attacks(norm, eps, seed, stochastic, shape)
+    b, c = counts["extra_broken"], counts["only_protocol"]
+    attacked, survivors = counts["attacked"], counts["large_eps_robust"]
     p = sign_test(b, c)
     flags = []
     if b > 0 and p < P_VALUE:
         flags.append(STRONGER)
-    if int(ok_large.sum()) > LARGE_EPS_SURVIVORS * len(points):
+    if survivors > LARGE_EPS_SURVIVORS * attacked:
         flags.append(LARGE)
-    result = SanityResult(n_points=m, attack=strong.describe(), extra_broken=b,
-                          only_protocol=c, p_value=p, large_eps=big,
-                          large_eps_attack=large.describe(),
-                          large_eps_robust=int(ok_large.sum()), large_eps_attacked=len(points))
-    search = searchers.for_attack(strong)
+    result = SanityResult(n_points=counts["n_points"], attack=strong.describe(),
+                          extra_broken=b, only_protocol=c, p_value=p, large_eps=large.eps,
+                          large_eps_attack=large.describe(), large_eps_robust=survivors,
+                          large_eps_attacked=attacked)
     step = StepResult(name="sanity-pgd", params=strong.describe(),
-                      robust_acc_after=int(state.robust.sum()) / len(y), broken=b,
-                      attacked=len(points), seconds=time.perf_counter() - t0,
-                      precision=search.precision, searched_on=search.on)
+                      robust_acc_after=robust_after / n, broken=b, attacked=attacked,
+                      seconds=counts["seconds"], precision=counts["precision"],
+                      searched_on=counts["searched_on"])
     return Sanity(result=result, step=step, flags=flags)

@@ -28,10 +28,11 @@ from robench.attacks.autoattack.report import (
     RANDOMIZED_WARNING,
     SQUARE_ALPHA,
     AutoAttackReport,
+    Findings,
     check_flag,
 )
 
 __all__ = ["APGDCE", "APGDDLR", "APGDT", "CHECK_FLAGS", "COMPONENTS", "DEFAULT_BATCH_SIZE",
            "EOT_COMPONENTS", "FABT", "LOGGER_NAME", "RANDOMIZED_WARNING", "SQUARE_ALPHA",
            "VERSIONS", "APGDParams", "AutoAttack", "AutoAttackParams", "AutoAttackReport",
-           "Square", "check_flag"]
+           "Findings", "Square", "check_flag"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +32,89 @@ def check_flag(warning: str) -> str:
     """The short flag of one of the package's warnings (`autoattack:warning` if unknown)."""
     return next((flag for phrase, flag in CHECK_FLAGS if phrase in warning),
                 "autoattack:warning")
+
+
+def square_broke(attacks: list[str], broken: dict[str, int], resumed: list[str],
+                 n_points: int) -> bool:
+    """Black-box Square broke more points than AutoAttack's own threshold (0.2 % of the
+    points) after white-box components had run: its check, counted exactly."""
+    if "square" not in broken:
+        return False
+    before = attacks[:attacks.index("square")]
+    white_box_before = any(a in broken or a in resumed for a in before)
+    return white_box_before and broken["square"] > SQUARE_ALPHA * n_points
+
+
+_ZERO_GRADIENT = re.compile(r"there are (\d+) points with zero gradient")
+_SQUARE = CHECK_FLAGS[3][0]
+
+
+@dataclass
+class Findings:
+    """What AutoAttack's calls on several blocks of points found, summed: what flags read.
+
+    The package words two of its checks with numbers of one call: the points with zero
+    gradient (summed here into one sentence) and Square's drop in robust accuracy (left out
+    per call and decided once, exactly, over every point: `square_broke_points`).
+    """
+
+    attacks: list[str]
+    n_points: int = 0
+    broken: dict[str, int] = field(default_factory=dict)
+    resumed: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # the package's sentences without numbers
+    zero_gradient_points: int = 0
+
+    @classmethod
+    def of_report(cls, report: AutoAttackReport) -> Findings:
+        checks, zero = [], 0
+        for warning in report.warnings:
+            match = _ZERO_GRADIENT.search(warning)
+            if match:
+                zero += int(match[1])
+            elif _SQUARE not in warning:
+                checks.append(warning)
+        return cls(attacks=list(report.attacks), n_points=report.n_points,
+                   broken=dict(report.broken), resumed=list(report.resumed),
+                   checks=list(dict.fromkeys(checks)), zero_gradient_points=zero)
+
+    def plus(self, other: Findings) -> Findings:
+        names = dict.fromkeys([*self.broken, *other.broken])
+        return Findings(
+            attacks=self.attacks, n_points=self.n_points + other.n_points,
+            broken={k: self.broken.get(k, 0) + other.broken.get(k, 0) for k in names},
+            resumed=list(dict.fromkeys([*self.resumed, *other.resumed])),
+            checks=list(dict.fromkeys([*self.checks, *other.checks])),
+            zero_gradient_points=self.zero_gradient_points + other.zero_gradient_points)
+
+    @property
+    def square_broke_points(self) -> bool:
+        return square_broke(self.attacks, self.broken, self.resumed, self.n_points)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The package's checks as sentences over every point (robench words the counts)."""
+        out = list(self.checks)
+        if self.zero_gradient_points:
+            out.append(f"there are {self.zero_gradient_points} points with zero gradient! This "
+                       f"might lead to unreliable evaluation with gradient-based attacks "
+                       f"(counted by robench over the package's calls).")
+        if self.square_broke_points:
+            out.append(f"{_SQUARE} by {self.broken['square']} of {self.n_points} points, more "
+                       f"than AutoAttack's threshold of {SQUARE_ALPHA:.1%} (counted by "
+                       f"robench over the package's calls).")
+        return out
+
+    @property
+    def randomized(self) -> bool:
+        return any(RANDOMIZED_WARNING in w for w in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Findings:
+        return cls(**data)
 
 
 
@@ -74,11 +158,7 @@ class AutoAttackReport:
     def square_broke_points(self) -> bool:
         """Black-box Square broke more points than AutoAttack's own threshold (0.2 % of the
         points) after white-box components had run: its check, counted exactly."""
-        if "square" not in self.broken:
-            return False
-        before = self.attacks[:self.attacks.index("square")]
-        white_box_before = any(a in self.broken or a in self.resumed for a in before)
-        return white_box_before and self.broken["square"] > SQUARE_ALPHA * self.n_points
+        return square_broke(self.attacks, self.broken, self.resumed, self.n_points)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
