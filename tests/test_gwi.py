@@ -538,14 +538,14 @@ def test_gwi_is_registered_and_owns_the_objective():
 
 def test_a_gwi_run_trains_and_its_model_loads(tmp_path, monkeypatch):
     updates = []
-    update = GWIObjective._update
+    update = GWIObjective.after_step
 
     def counting(self, *args):
         loss = update(self, *args)
         updates.append(loss is not None)
         return loss
 
-    monkeypatch.setattr(GWIObjective, "_update", counting)
+    monkeypatch.setattr(GWIObjective, "after_step", counting)
     cfg, _ = api.resolve_config([{
         "data": {"dataset": "digits", "train_subset": 192},
         "optim": {"epochs": 1, "batch_size": 64},

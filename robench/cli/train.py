@@ -111,6 +111,9 @@ def train(
     deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic",
                                        help="Deterministic kernels (bit-exact resume on CPU).",
                                        rich_help_panel="Runtime"),
+    sync_bn: bool = typer.Option(None, "--sync-bn/--no-sync-bn", help="Under torchrun: "
+                                 "BatchNorm statistics over the global batch (GPUs).",
+                                 rich_help_panel="Runtime"),
     recipe: str = typer.Option(None, "--recipe", "-r", help="A published recipe (robench list "
                                "recipes), below --config, --set and flags.",
                                rich_help_panel="Config"),
@@ -128,7 +131,7 @@ def train(
                               rich_help_panel="Config"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    from robench import api
+    from robench import api, distributed
     from robench import config as config_mod
     from robench.registry import DEFENSES, load_all
 
@@ -142,7 +145,7 @@ def train(
         optim__schedule=schedule, optim__milestones=int_list(milestones, "--milestones"),
         optim__label_smoothing=label_smoothing, runtime__device=device,
         runtime__precision=precision, runtime__channels_last=channels_last,
-        runtime__seed=seed, runtime__deterministic=deterministic,
+        runtime__seed=seed, runtime__deterministic=deterministic, runtime__sync_bn=sync_bn,
     )
     layers = []
     if init is not None:
@@ -159,17 +162,21 @@ def train(
         layers.append(config_mod.parse_set(set_, DEFENSES.names()))
     if flags:
         layers.append(flags)
-    if resume is not None:
-        result = api.resume(resume, layers, quiet=quiet)
-    else:
-        cfg, _ = api.resolve_config(layers)
-        finetune = _finetune_recipe(cfg.defense) if init is not None and recipe is None else None
-        if finetune is not None:  # the method's own fine-tuning settings, below everything else
-            from robench.recipes import recipe_layer
+    world = distributed.world_from_env()
+    with distributed.process_group(world, device or "auto"):
+        if resume is not None:
+            result = api.resume(resume, layers, quiet=quiet)
+        else:
+            cfg, _ = api.resolve_config(layers)
+            finetune = (_finetune_recipe(cfg.defense) if init is not None and recipe is None
+                        else None)
+            if finetune is not None:  # the method's own fine-tuning settings, below the rest
+                from robench.recipes import recipe_layer
 
-            cfg, _ = api.resolve_config([layers[0], recipe_layer(finetune), *layers[1:]])
-        result = api.train(cfg, out=out, quiet=quiet)
-    _print_summary(result)
+                cfg, _ = api.resolve_config([layers[0], recipe_layer(finetune), *layers[1:]])
+            result = api.train(cfg, out=out, quiet=quiet)
+    if world.main:
+        _print_summary(result)
 
 
 def _finetune_recipe(defense: str) -> str | None:
@@ -201,6 +208,10 @@ def _print_summary(result) -> None:
                   f"{s['n_val']} val, {s['n_test']} test)")
     table.add_row("arch / defense", f"{result.config.model.arch} / {result.config.defense}")
     table.add_row("epochs", str(s["epochs"]))
+    world = result.config.runtime.world_size
+    if world > 1:
+        b = result.config.optim.batch_size
+        table.add_row("processes", f"{world} (batch {b} per process, {b * world} per step)")
     table.add_row("training time", f"{s['train_seconds']:.1f} s")
     table.add_row("train accuracy", _percent(s["final_train_acc"]))
     table.add_row("val accuracy", _percent(s["final_val_acc"]))

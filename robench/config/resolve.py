@@ -43,6 +43,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
              f"runtime.device {r.device!r} is not one of {', '.join(DEVICES)} (or cuda:N).")
     require(r.eval_batch_size > 0,
              f"runtime.eval_batch_size must be a positive integer, got {r.eval_batch_size}.")
+    require(isinstance(r.world_size, int) and r.world_size >= 1,
+            f"runtime.world_size must be a positive integer, got {r.world_size!r}.")
     require(d.augment is None or d.augment in AUGMENTS,
              f"data.augment {d.augment!r} is not one of {', '.join(AUGMENTS)}.")
     require(d.image_size is None or d.image_size > 0,

@@ -57,6 +57,10 @@ class RuntimeConfig:
     seed: int = 0
     deterministic: bool = False
     eval_batch_size: int = 512
+    # Processes of a torchrun launch (set by robench, not by hand): optim.batch_size is per
+    # process, so the global batch is batch_size x world_size.
+    world_size: int = 1
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (torch's SyncBatchNorm)
 
 
 @dataclass
@@ -89,6 +93,10 @@ class TrainConfig:
         d = self.to_dict()
         for key in ("device", "eval_batch_size"):
             d["runtime"].pop(key)
+        # Settings added later hash only when set, so earlier runs keep their ids.
+        for key, default in (("world_size", 1), ("sync_bn", False)):
+            if d["runtime"][key] == default:
+                d["runtime"].pop(key)
         d["data"].pop("data_dir")
         d["data"].pop("download")
         blob = json.dumps(d, sort_keys=True).encode()

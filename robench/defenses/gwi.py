@@ -194,31 +194,56 @@ class GWIObjective:
     def after_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    ctx: StepContext, optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
         """The inhibition update when the schedule says so; its loss, or None if none ran."""
+        prepared = self.prepare_second(model, x, y, ctx)
+        if prepared is None:
+            return None
+        loss = self.second_loss(model, prepared, ctx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def prepare_second(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       ctx: StepContext, reduce=None) -> dict | None:
+        """Steps 1-3 (no parameter gradient): the correct samples, groups and mask, or None
+        when the update does not run.
+
+        `reduce` sums a tensor over the processes of a distributed run: the update then runs
+        on every process or on none (none when any process has fewer than two correct
+        samples), and each process's loss is weighted by its share of the correct samples,
+        so that the averaged gradient is that of the mean over all of them.
+        """
         if not self.due(ctx.iteration):
             return None
+        p = self.params
         was_training = model.training
         try:
-            return self._update(model, x.detach(), y, ctx, optimizer)
+            net, stage = split_stage(model, p.stage)
+            x = x.detach()
+            # 1. Eval mode: BatchNorm reads its running statistics and writes none, dropout
+            # is off. Only G = dL_d/dA is asked for, so no parameter gradient is computed.
+            model.eval()
+            with torch.no_grad():
+                A = net.forward_to(model.net_input(x), stage)
+            A = A.detach().requires_grad_(True)
+            with torch.enable_grad():
+                z = net.forward_from(A, stage).float()
+                support = torch.sigmoid(z).gather(1, y.unsqueeze(1)).sum()
+                (G,) = torch.autograd.grad(support, A)
         finally:
             model.train(was_training)
-
-    def _update(self, model, x, y, ctx, optimizer) -> torch.Tensor | None:
-        p = self.params
-        net, stage = split_stage(model, p.stage)
-
-        # 1. Eval mode: BatchNorm reads its running statistics and writes none, dropout is
-        # off. Only G = dL_d/dA is asked for, so no parameter gradient is computed or kept.
-        model.eval()
-        with torch.no_grad():
-            A = net.forward_to(model.net_input(x), stage)
-        A = A.detach().requires_grad_(True)
-        with torch.enable_grad():
-            z = net.forward_from(A, stage).float()
-            support = torch.sigmoid(z).gather(1, y.unsqueeze(1)).sum()
-            (G,) = torch.autograd.grad(support, A)
         correct = (z.detach().argmax(dim=1) == y).nonzero().squeeze(1)
-        if correct.numel() < 2:
-            return None
+        scale = 1.0
+        if reduce is None:
+            if correct.numel() < 2:
+                return None
+        else:
+            few, total, world = reduce(torch.tensor(
+                [float(correct.numel() < 2), float(correct.numel()), 1.0], device=A.device))
+            if few > 0:
+                return None
+            scale = float(correct.numel() * world / total)
         A, G, x, y = A.detach()[correct], G[correct], x[correct], y[correct]
 
         # 2-3. Groups and the mask, all samples at once on the model's device.
@@ -227,20 +252,28 @@ class GWIObjective:
         gen = torch.Generator(device=A.device).manual_seed(seed)
         assignments = batched_kmeans(A.float().flatten(2), k, p.kmeans_iters, gen)
         mask = inhibition_mask(A, G, assignments, k)
+        return {"x": x, "y": y, "assignments": assignments, "mask": mask, "k": k,
+                "stage": stage, "scale": scale}
 
-        # 4. Train mode: the inhibited features through the rest, and its own step.
+    def second_loss(self, model: nn.Module, prepared: dict, ctx: StepContext) -> torch.Tensor:
+        """Step 4: the train-mode pass of the inhibited features and its loss."""
+        p = self.params
+        net, _ = split_stage(model, p.stage)
+        x, y, stage = prepared["x"], prepared["y"], prepared["stage"]
+        was_training = model.training
         model.train()
-        with torch.enable_grad():
-            A_train = net.forward_to(model.net_input(x), stage)
-            # The mask in A's dtype and memory layout (channels-last stays channels-last).
-            logits = net.forward_from(A_train * torch.empty_like(A_train).copy_(mask), stage)
-            ce = F.cross_entropy(logits.float(), y, label_smoothing=ctx.label_smoothing)
-            loss = p.weight * ce + p.orth_weight * orthogonality_loss(A_train, assignments, k)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        try:
+            with torch.enable_grad():
+                A_train = net.forward_to(model.net_input(x), stage)
+                # The mask in A's dtype and memory layout (channels-last stays channels-last).
+                mask = torch.empty_like(A_train).copy_(prepared["mask"])
+                logits = net.forward_from(A_train * mask, stage)
+                ce = F.cross_entropy(logits.float(), y, label_smoothing=ctx.label_smoothing)
+                orth = orthogonality_loss(A_train, prepared["assignments"], prepared["k"])
+                loss = p.weight * ce + p.orth_weight * orth
+            return loss * prepared["scale"] if prepared["scale"] != 1.0 else loss
+        finally:
+            model.train(was_training)
 
 
 register_defense(

@@ -3,6 +3,10 @@
 A run directory is created only once its config resolved and its dataset and model were
 built; env.json says at every moment whether the run is running, interrupted, failed or
 complete, and an interrupted run continues with `robench train --resume`.
+
+Under torchrun every process builds the same parts and trains its rows of each batch
+(robench.training.parallel); process 0 alone creates and writes the run directory, and a run
+resumes only with the number of processes it started with.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from robench import config as config_mod
-from robench import runs
+from robench import distributed, runs
 from robench.config import TrainConfig
-from robench.errors import Interrupted, UserError
+from robench.distributed import World
+from robench.errors import Interrupted, Preempted, UserError
 from robench.evaluation import accuracy
 from robench.progress import EpochReporter
 from robench.records import timestamp
@@ -34,9 +39,21 @@ class TrainResult:
     reused: bool = False  # True when an identical complete run already existed
 
 
+def _world(cfg_world_size: int) -> World:
+    """This process's place; a world size set by hand without torchrun is refused."""
+    world = distributed.world_from_env() if distributed.active() else World()
+    if cfg_world_size not in (1, world.size):
+        raise UserError(f"runtime.world_size {cfg_world_size} is the number of processes "
+                        f"torchrun starts, not a setting; launch with torchrun "
+                        f"--nproc-per-node {cfg_world_size} instead.")
+    return world
+
+
 def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
           callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
     """Train a new run of `cfg` under `out` and return where it is and how it did."""
+    world = _world(cfg.runtime.world_size)
+    cfg.runtime.world_size = world.size
     cfg, defense = resolve_config([cfg.to_dict()])
     rid = runs.run_id_of(cfg)
     run_dir = Path(out) / rid
@@ -49,16 +66,29 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
     runs.ensure_writable_dir(Path(out))
     device = resolve_device(cfg.runtime.device)
     splits, model = build_parts(cfg, defense, init=True)
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as exc:
-        raise UserError(f"cannot create run directory {str(run_dir)!r} "
-                        f"({exc.strerror or exc}); pass --out with a writable directory.") from None
-    config_mod.dump_yaml(cfg, run_dir / runs.CONFIG)
+    distributed.barrier()  # every process has checked before process 0 creates anything
     env = {**environment(device), "status": "running", "started": timestamp(),
-           "data": splits.description}
-    runs.write_env(run_dir, env)
-    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks)
+           "data": splits.description, **_world_fields(cfg, world)}
+    if world.main:
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {str(run_dir)!r} "
+                            f"({exc.strerror or exc}); pass --out with a writable "
+                            f"directory.") from None
+        config_mod.dump_yaml(cfg, run_dir / runs.CONFIG)
+        runs.write_env(run_dir, env)
+    distributed.barrier()
+    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks, world)
+
+
+def _world_fields(cfg: TrainConfig, world: World) -> dict[str, Any]:
+    """env.json's account of the processes (only for a run on several)."""
+    if not world.distributed:
+        return {}
+    b = cfg.optim.batch_size
+    return {"world": {"size": world.size, "backend": distributed.backend_name(),
+                      "batch_per_process": b, "global_batch": b * world.size}}
 
 
 def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet: bool = False,
@@ -81,21 +111,38 @@ def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet:
                             f"(drop the flag, or start a new run without --resume).")
     if runs.is_complete(run_dir):
         raise UserError(f"run {str(run_dir)!r} is already complete; there is nothing to resume.")
+    world = distributed.world_from_env() if distributed.active() else World()
+    if cfg.runtime.world_size != world.size:
+        raise UserError(f"run {str(run_dir)!r} was started on {cfg.runtime.world_size} "
+                        f"process(es) and this is {world.size}; resume it with torchrun "
+                        f"--nproc-per-node {cfg.runtime.world_size} (the data of each step "
+                        f"depends on it)." if cfg.runtime.world_size > 1 else
+                        f"run {str(run_dir)!r} was started in one process; resume it "
+                        f"without torchrun.")
     device = resolve_device(cfg.runtime.device)
     splits, model = build_parts(cfg, defense)
     env = runs.read_env(run_dir)
     env.update(status="running")
     env.setdefault("resumed", []).append(timestamp())
-    runs.write_env(run_dir, env)
-    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks)
+    distributed.barrier()  # every process has read the run before process 0 writes
+    if world.main:
+        runs.write_env(run_dir, env)
+    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks, world)
 
 
-def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) -> TrainResult:
-    reporter = EpochReporter(cfg.optim.epochs, quiet=quiet)
+def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks,
+         world: World) -> TrainResult:
+    reporter = EpochReporter(cfg.optim.epochs, quiet=quiet or not world.main)
+
+    def write_env(**fields: Any) -> None:
+        env.update(**fields)
+        if world.main:
+            runs.write_env(run_dir, env)
+
     try:
         with reporter:
             result = fit(model, defense, splits, cfg, run_dir, device=device, reporter=reporter,
-                         callbacks=callbacks)
+                         callbacks=callbacks, world=world)
         r = cfg.runtime
         test_acc = accuracy(model, splits.test, device=device, batch_size=r.eval_batch_size,
                             channels_last=r.channels_last)
@@ -113,20 +160,22 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks) ->
             "n_val": len(splits.val),
             "n_test": len(splits.test),
         }
-        runs.save_weights(model, run_dir / runs.MODEL,
-                          metadata={"run_id": run_dir.name, "arch": cfg.model.arch,
-                                    "config_hash": cfg.hash()})
+        if world.main:
+            runs.save_weights(model, run_dir / runs.MODEL,
+                              metadata={"run_id": run_dir.name, "arch": cfg.model.arch,
+                                        "config_hash": cfg.hash()})
+    except Preempted:  # a scheduler's signal: checkpointed at a step boundary
+        write_env(status="interrupted", interrupted=timestamp())
+        raise
     except KeyboardInterrupt:
-        env.update(status="interrupted", interrupted=timestamp())
-        runs.write_env(run_dir, env)
+        write_env(status="interrupted", interrupted=timestamp())
         done = runs.read_metrics(run_dir)
         after = f"after epoch {done[-1]['epoch']}" if done else "before the first epoch ended"
         raise Interrupted(f"training interrupted {after}; continue it with: "
                           f"robench train --resume {run_dir}") from None
     except BaseException as exc:
-        env.update(status="failed", failed=timestamp(), error=f"{type(exc).__name__}: {exc}")
-        runs.write_env(run_dir, env)
+        write_env(status="failed", failed=timestamp(), error=f"{type(exc).__name__}: {exc}")
         raise
-    env.update(status="complete", ended=timestamp(), summary=summary)
-    runs.write_env(run_dir, env)
+    write_env(status="complete", ended=timestamp(), summary=summary)
+    distributed.barrier()  # the run is complete on disk before any process returns
     return TrainResult(run_dir=run_dir, run_id=run_dir.name, config=cfg, summary=summary)
