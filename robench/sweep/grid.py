@@ -19,8 +19,7 @@ report: {out: leaderboard, formats: [md, csv, png]}
 Every job is the same two commands a user would type (`robench train --config ...`, then
 `robench eval ...`), so a sweep can be resumed by running it again: complete runs are skipped
 (train reuses them) and recorded evaluations are not repeated (eval reuses them). Launchers
-decide where the commands run; `local` runs them as processes on this machine. A Slurm
-launcher (through submitit) implements the same `Launcher.run`.
+decide where the commands run (robench.sweep.local, robench.sweep.cluster).
 """
 
 from __future__ import annotations
@@ -28,11 +27,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,12 +61,27 @@ class ReportSpec:
 
 
 @dataclass
+class SlurmSpec:
+    """What each job asks the scheduler for (`slurm:` in the grid file; flags override)."""
+
+    partition: str | None = None
+    time: int = 240  # minutes
+    gpus: int = 0  # per job
+    cpus: int = 4  # per job
+    mem: str | None = None  # e.g. 32G
+    account: str | None = None
+    constraint: str | None = None
+    array_parallelism: int = 64  # jobs of the array running at once
+
+
+@dataclass
 class SweepConfig:
     out: str = "runs"
     train: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
     evals: list[EvalSpec] = field(default_factory=list)
     report: ReportSpec = field(default_factory=ReportSpec)
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
 
 @dataclass
@@ -131,10 +142,15 @@ def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
 def commands(job: Job, config_file: Path, out: str) -> list[list[str]]:
     """The robench commands of a job: train, then each evaluation."""
     robench = [sys.executable, "-m", "robench"]
-    cmds = [[*robench, "train", "--config", str(config_file), "--out", out, "--quiet"]]
+    if job.run_dir.is_dir() and not runs.is_complete(job.run_dir):  # interrupted: continue it
+        cmds = [[*robench, "train", "--resume", str(job.run_dir), "--quiet"]]
+    else:
+        cmds = [[*robench, "train", "--config", str(config_file), "--out", out, "--quiet"]]
     for spec in job.evals:
         cmd = [*robench, "eval", str(job.run_dir), "--norm", spec.norm, "--quiet",
                "--checkpoint", spec.checkpoint]
+        if "corruptions" not in spec.attacks:
+            cmd.append("--resume")  # an interrupted evaluation continues from its state
         for attack in spec.attacks:
             cmd += ["--attack", attack]
         for eps in spec.eps:
@@ -146,47 +162,6 @@ def commands(job: Job, config_file: Path, out: str) -> list[list[str]]:
                 cmd += ["--set", f"{attack}.{key}={json.dumps(value)}"]  # JSON is YAML
         cmds.append(cmd)
     return cmds
-
-
-@dataclass
-class LocalLauncher:
-    """Runs each job's commands as processes on this machine, `jobs` at a time."""
-
-    jobs: int = 1
-    out: str = "runs"
-    log: Any = None  # callable(str) for progress lines
-
-    def run(self, jobs: Sequence[Job]) -> list[JobResult]:
-        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
-            return list(pool.map(self._run_one, jobs))
-
-    def _run_one(self, job: Job) -> JobResult:
-        with tempfile.TemporaryDirectory() as tmp:
-            config_file = Path(tmp) / "config.yaml"
-            config_file.write_text(yaml.safe_dump(job.layer))
-            for cmd in commands(job, config_file, self.out):
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    reason = (proc.stderr.strip().splitlines() or ["exit code "
-                                                                   f"{proc.returncode}"])[-1]
-                    if self.log:
-                        self.log(f"failed: {job.name}: {reason}")
-                    return JobResult(job, ok=False, message=reason)
-        if self.log:
-            self.log(f"done: {job.name}")
-        return JobResult(job, ok=True)
-
-
-LAUNCHERS = {"local": LocalLauncher}
-
-
-def make_launcher(name: str, *, jobs: int, out: str, log: Any = None) -> Launcher:
-    if name not in LAUNCHERS:
-        raise UserError(f"launcher {name!r} is not available; known launchers: "
-                        f"{', '.join(LAUNCHERS)} (Slurm arrives with the scale-out work).")
-    if jobs < 1:
-        raise UserError(f"--jobs must be a positive integer, got {jobs}.")
-    return LAUNCHERS[name](jobs=jobs, out=out, log=log)
 
 
 def describe(jobs: Sequence[Job]) -> list[dict[str, Any]]:
