@@ -108,9 +108,12 @@ def test_every_objective_trains_on_two_processes(tmp_path, defense, extra):
 
 
 def test_sync_bn_on_cpus_is_refused_with_the_reason(tmp_path):
-    done = _robench("train", *BASE, "--sync-bn", "--out", tmp_path, nproc=2)
+    done = _robench("train", *BASE, "--sync-bn", "--out", tmp_path / "runs", nproc=2)
     assert done.returncode != 0
     assert "SyncBatchNorm, which runs on GPUs only" in done.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    alone = _robench("train", *BASE, "--sync-bn", "--out", tmp_path / "runs")
+    assert alone.returncode == 2 and "start the run with torchrun" in alone.stderr
 
 
 def test_sigterm_checkpoints_mid_epoch_and_the_resumed_run_ends_with_the_same_weights(

@@ -105,25 +105,30 @@ class Replica:
         return all_sum(value) if self.world.distributed else value
 
 
-def replicate(model: nn.Module, objective: Objective, world: World, device: torch.device, *,
-              sync_bn: bool) -> Replica:
-    """The replica of `model` for this process (the model itself in one process)."""
-    if not world.distributed:
-        if sync_bn:
-            raise UserError("--sync-bn synchronises BatchNorm across processes; start the run "
-                            "with torchrun --nproc-per-node N (N > 1), or drop --sync-bn.")
-        return Replica(world=world, objective=objective)
-    if sync_bn:
-        if device.type != "cuda":
-            raise UserError(f"--sync-bn uses torch's SyncBatchNorm, which runs on GPUs only, "
-                            f"not on {device.type!r}; drop --sync-bn (each process then "
-                            f"normalises with its own rows).")
-        sync_batchnorm(model)
-    if getattr(objective, "after_step", None) is not None and not hasattr(objective,
-                                                                          "prepare_second"):
+def check_parallel(sync_bn: bool, world: World, device: torch.device, objective) -> None:
+    """Refuse, before any file is written, what this launch cannot do."""
+    if sync_bn and not world.distributed:
+        raise UserError("--sync-bn synchronises BatchNorm across processes; start the run "
+                        "with torchrun --nproc-per-node N (N > 1), or drop --sync-bn.")
+    if sync_bn and device.type != "cuda":
+        raise UserError(f"--sync-bn uses torch's SyncBatchNorm, which runs on GPUs only, "
+                        f"not on {device.type!r}; drop --sync-bn (each process then "
+                        f"normalises with its own rows).")
+    if (world.distributed and getattr(objective, "after_step", None) is not None
+            and not hasattr(objective, "prepare_second")):
         raise UserError(f"the objective {type(objective).__name__} makes a second update of "
                         f"its own that cannot be synchronised across processes; train it in "
                         f"one process.")
+
+
+def replicate(model: nn.Module, objective: Objective, world: World, device: torch.device, *,
+              sync_bn: bool) -> Replica:
+    """The replica of `model` for this process (the model itself in one process)."""
+    check_parallel(sync_bn, world, device, objective)
+    if not world.distributed:
+        return Replica(world=world, objective=objective)
+    if sync_bn:
+        sync_batchnorm(model)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
     ddp = nn.parallel.DistributedDataParallel(_ObjectiveStep(model, objective), device_ids=ids,

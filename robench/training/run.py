@@ -27,6 +27,7 @@ from robench.records import timestamp
 from robench.runtime import resolve_device
 from robench.training.engine import EpochCallback, fit
 from robench.training.environment import environment
+from robench.training.parallel import check_parallel
 from robench.training.setup import build_parts, resolve_config
 
 
@@ -65,6 +66,7 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
                         f"continue it with: robench train --resume {run_dir}")
     runs.ensure_writable_dir(Path(out))
     device = resolve_device(cfg.runtime.device)
+    check_parallel(cfg.runtime.sync_bn, world, device, defense.objective)
     splits, model = build_parts(cfg, defense, init=True)
     distributed.barrier()  # every process has checked before process 0 creates anything
     env = {**environment(device), "status": "running", "started": timestamp(),
