@@ -13,6 +13,10 @@ from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 
+# README, "When one machine is not enough": with --sync-bn, every weight of the 2-process run
+# is within this fraction of its tensor's largest value of the 1-process run's.
+SYNC_BN_TOLERANCE = 1e-4
+
 BASE = ["--dataset", "digits", "--train-subset", "256", "--epochs", "1", "--device", "cpu",
         "--quiet", "--set", "validation.every=1", "--set", "validation.steps=2"]
 
@@ -107,13 +111,30 @@ def test_every_objective_trains_on_two_processes(tmp_path, defense, extra):
     assert env["summary"]["final_train_acc"] > 0.3  # ten classes: it learns
 
 
-def test_sync_bn_on_cpus_is_refused_with_the_reason(tmp_path):
-    done = _robench("train", *BASE, "--sync-bn", "--out", tmp_path / "runs", nproc=2)
-    assert done.returncode != 0
-    assert "SyncBatchNorm, which runs on GPUs only" in done.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+def test_with_batchnorm_sync_bn_follows_one_process_and_per_process_statistics_do_not(
+        tmp_path):
+    common = [*BASE, "--arch", "cnn"]  # conv-BN-ReLU stages
+    runs = {}
+    for name, extra, nproc in (("one", ["--batch-size", "64"], 1),
+                               ("sync", ["--batch-size", "32", "--sync-bn"], 2),
+                               ("own", ["--batch-size", "32"], 2)):
+        done = _robench("train", *common, *extra, "--out", tmp_path / name, nproc=nproc)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = load_file(str(_run_dir(tmp_path / name) / "model.safetensors"))
+
+    def gap(a, b):  # the largest difference relative to the tensor's size
+        return max(float((a[k] - b[k]).abs().max() / (a[k].abs().max() + 1e-12))
+                   for k in a if a[k].is_floating_point())
+
+    assert runs["one"].keys() == runs["sync"].keys()
+    assert gap(runs["one"], runs["sync"]) < SYNC_BN_TOLERANCE
+    assert gap(runs["one"], runs["own"]) > 10 * SYNC_BN_TOLERANCE
+
+
+def test_sync_bn_in_one_process_is_refused_before_anything_is_written(tmp_path):
     alone = _robench("train", *BASE, "--sync-bn", "--out", tmp_path / "runs")
     assert alone.returncode == 2 and "start the run with torchrun" in alone.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_sigterm_checkpoints_mid_epoch_and_the_resumed_run_ends_with_the_same_weights(
@@ -141,6 +162,39 @@ def test_sigterm_checkpoints_mid_epoch_and_the_resumed_run_ends_with_the_same_we
     state = torch.load(run / "state.pt", weights_only=False)
     assert state["epoch"] == 1 and 0 < state["partial"]["step"]
     resumed = _robench("train", "--resume", run, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_file(str(_run_dir(tmp_path / "whole") / "model.safetensors"))
+    b = load_file(str(run / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_processes_stopped_by_sigterm_resume_to_the_uninterrupted_weights(tmp_path):
+    args = ["train", "--dataset", "digits", "--defense", "pgd-at", "--epochs", "3",
+            "--batch-size", "64", "--device", "cpu", "--deterministic", "--quiet",
+            "--set", "pgd-at.steps=3"]
+    whole = _robench(*args, "--out", tmp_path / "whole", nproc=2)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    out = tmp_path / "stopped"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc-per-node", "2", "-m", "robench", *args, "--out",
+                             str(out)], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        metrics = list(out.glob("*/metrics.jsonl"))
+        if metrics and metrics[0].read_text().strip():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it to both processes
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    run = _run_dir(out)
+    assert json.loads((run / "env.json").read_text())["status"] == "interrupted", stderr[-2000:]
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert len(state["rng_ranks"]) == 2 and state["partial"]["step"] > 0
+    alone = _robench("train", "--resume", run, "--quiet")
+    assert alone.returncode == 2 and "started on 2 process(es)" in alone.stderr
+    resumed = _robench("train", "--resume", run, "--quiet", nproc=2)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = load_file(str(_run_dir(tmp_path / "whole") / "model.safetensors"))
     b = load_file(str(run / "model.safetensors"))

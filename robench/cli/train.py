@@ -112,7 +112,7 @@ def train(
                                        help="Deterministic kernels (bit-exact resume on CPU).",
                                        rich_help_panel="Runtime"),
     sync_bn: bool = typer.Option(None, "--sync-bn/--no-sync-bn", help="Under torchrun: "
-                                 "BatchNorm statistics over the global batch (GPUs).",
+                                 "BatchNorm statistics over the global batch.",
                                  rich_help_panel="Runtime"),
     recipe: str = typer.Option(None, "--recipe", "-r", help="A published recipe (robench list "
                                "recipes), below --config, --set and flags.",

@@ -60,7 +60,7 @@ class RuntimeConfig:
     # Processes of a torchrun launch (set by robench, not by hand): optim.batch_size is per
     # process, so the global batch is batch_size x world_size.
     world_size: int = 1
-    sync_bn: bool = False  # BatchNorm statistics over the global batch (torch's SyncBatchNorm)
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (training.sync_bn)
 
 
 @dataclass

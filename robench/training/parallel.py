@@ -10,8 +10,8 @@ The data of a step is the global batch (`batch_size` per process x processes), d
 augmented from the run's seed exactly as one process with that batch would; process r takes
 its rows [r * b, (r + 1) * b). With gradients averaged over processes, a model without
 BatchNorm therefore follows the one-process run with the global batch up to float rounding.
-BatchNorm normalises with each process's own rows unless `sync_bn` (GPUs only: torch's
-SyncBatchNorm) uses the global batch's statistics.
+BatchNorm normalises with each process's own rows unless `sync_bn` uses the global batch's
+statistics (robench.training.sync_bn).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from robench.defenses import StepContext, StepOutput
 from robench.defenses.base import Objective
 from robench.distributed import World
 from robench.errors import UserError
-
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+from robench.training.sync_bn import sync_batchnorm
 
 
 class _ObjectiveStep(nn.Module):
@@ -53,15 +52,6 @@ def all_sum(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value)
     return value
-
-
-def sync_batchnorm(model: nn.Module) -> nn.Module:
-    """Every plain BatchNorm as torch's SyncBatchNorm; subclasses (a frozen BatchNorm) stay."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) in BATCH_NORMS:
-                setattr(parent, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
-    return model
 
 
 @dataclass
@@ -110,10 +100,6 @@ def check_parallel(sync_bn: bool, world: World, device: torch.device, objective)
     if sync_bn and not world.distributed:
         raise UserError("--sync-bn synchronises BatchNorm across processes; start the run "
                         "with torchrun --nproc-per-node N (N > 1), or drop --sync-bn.")
-    if sync_bn and device.type != "cuda":
-        raise UserError(f"--sync-bn uses torch's SyncBatchNorm, which runs on GPUs only, "
-                        f"not on {device.type!r}; drop --sync-bn (each process then "
-                        f"normalises with its own rows).")
     if (world.distributed and getattr(objective, "after_step", None) is not None
             and not hasattr(objective, "prepare_second")):
         raise UserError(f"the objective {type(objective).__name__} makes a second update of "
@@ -128,7 +114,7 @@ def replicate(model: nn.Module, objective: Objective, world: World, device: torc
     if not world.distributed:
         return Replica(world=world, objective=objective)
     if sync_bn:
-        sync_batchnorm(model)
+        sync_batchnorm(model, device)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
     ddp = nn.parallel.DistributedDataParallel(_ObjectiveStep(model, objective), device_ids=ids,
