@@ -92,3 +92,47 @@ def test_a_job_sent_sigterm_is_requeued_and_ends_with_the_uninterrupted_weights(
     a = load_file(str(reference / job.name / "model.safetensors"))
     b = load_file(str(job.run_dir / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_slurm_launcher_without_sbatch_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
+    grid = _grid(tmp_path, {}, ["standard"], [])
+    result = CliRunner().invoke(app, ["sweep", str(grid), "--launcher", "slurm"])
+    assert result.exit_code == 2 and "sbatch, which is not on PATH" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+FAKE_SBATCH = """#!/bin/sh
+# Slurm's sbatch as far as submitit sees it: keep the script, answer with a job id.
+cat "$1" >> "{log}"
+echo "Submitted batch job 4242"
+"""
+
+
+def test_slurm_jobs_are_one_array_with_the_grid_files_resources(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "sbatch.txt"
+    for name, text in (("sbatch", FAKE_SBATCH.format(log=log)), ("srun", "#!/bin/sh\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    grid = _grid(tmp_path, {"optim": {"epochs": 1}}, ["standard", "gaussian", "fast-at"], [])
+    data = yaml.safe_load(grid.read_text())
+    data["slurm"] = {"partition": "gpu", "time": 90, "gpus": 2, "cpus": 8, "mem": "32G",
+                     "account": "lab", "array_parallelism": 2}
+    grid.write_text(yaml.safe_dump(data))
+    runner = CliRunner()
+    result = runner.invoke(app, ["sweep", str(grid), "--launcher", "slurm", "--constraint",
+                                 "a100"])
+    assert result.exit_code == 0, result.output
+    assert "submitted 3 job(s)" in result.stderr and "4242_0" in result.stderr
+    script = log.read_text()
+    for line in ("--partition=gpu", "--time=90", "--gpus-per-node=2", "--cpus-per-task=8",
+                 "--mem=32G", "--account=lab", "--constraint=a100", "--array=0-2%2"):
+        assert f"#SBATCH {line}" in script
+    jobs = sweep.expand(sweep.load_sweep(grid))
+    ids = [journal.read(tmp_path / "runs", j.name)["job_id"] for j in jobs]
+    assert ids == ["4242_0", "4242_1", "4242_2"]
+    status = runner.invoke(app, ["sweep", str(grid), "--status"])
+    assert status.exit_code == 0 and "3 pending" in status.stdout

@@ -13,6 +13,7 @@ job continues the run from that checkpoint (`robench train --resume`, `eval --re
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -123,11 +124,11 @@ class SubmititLauncher:
         return executor
 
     def run(self, jobs: Sequence[Job]) -> list[JobResult]:
-        try:
-            executor = self.executor()
-        except RuntimeError as exc:  # submitit: no sbatch on this machine
-            raise UserError(f"--launcher {self.kind} cannot submit here ({exc}); run it where "
-                            f"Slurm's sbatch is on PATH, or use --launcher local.") from None
+        if self.kind == "slurm" and shutil.which("sbatch") is None:
+            raise UserError("--launcher slurm submits with Slurm's sbatch, which is not on PATH "
+                            "here; run the sweep on a Slurm login node, or use --launcher "
+                            "local (or submitit-local).")
+        executor = self.executor()
         with executor.batch():  # one array on Slurm
             submitted = [executor.submit(SweepJob(job, self.out)) for job in jobs]
         for job, sub in zip(jobs, submitted, strict=True):
