@@ -20,14 +20,16 @@ from typing import Any
 
 from robench.atomic import atomic_write_json
 from robench.config import build
+from robench.cost import Cost
 from robench.errors import UserError
 
 # Version 2 added `corruptions` (the common-corruption threat model). Version 3 added what a
 # per-point worst case over records needs (`points`: which points, and each one's verdict),
 # the verdict rule, the sanity pass, each attack's search precision and stand-in, and a hash
-# of a user model's source files. Older records are read as they are, without those.
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# of a user model's source files. Version 4 added `cost` (wall seconds, points per second,
+# peak memory). Older records are read as they are, without those.
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 EVALS = "evals"
 CORRUPTIONS = "corruptions"  # the `norm` of a common-corruption record
 
@@ -174,6 +176,7 @@ class Record:
     points: Points | None = None
     verdict: Verdict | None = None
     sanity: SanityResult | None = None
+    cost: Cost | None = None  # what the evaluation took (robench.cost)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -78,3 +78,14 @@ def evaluating(model: torch.nn.Module):
     finally:
         for module, mode in modes:
             module.training = mode
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A GPU's out-of-memory error, or the CPU allocator's failure to allocate."""
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError)
+                                    and "can't allocate memory" in str(exc))
+
+
+def smaller_batch(batch_size: int) -> int:
+    return max(1, batch_size // 2)

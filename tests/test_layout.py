@@ -19,7 +19,8 @@ MAX_LINES = 400
 # it: the order is the direction data flows in, from the parts to the commands.
 LAYERS = [
     "errors",
-    "atomic", "registry", "runtime", "distributed", "preemption", "progress", "threat",
+    "atomic", "registry", "runtime", "cost", "distributed", "preemption", "progress",
+    "threat",
     "config",
     "data", "models", "augment", "schedules", "recipes",
     "corruptions",

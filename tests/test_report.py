@@ -136,8 +136,8 @@ def test_a_record_of_another_schema_version_is_refused_with_the_reason(three_run
     path = next((three_runs / "a" / "evals").glob("*.json"))
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 0}))
     loaded = report.load_records([three_runs])
-    assert loaded.skipped == [(path.resolve(), "schema version 0, this robench reads 1, 2 "
-                                               "and 3")]
+    assert loaded.skipped == [(path.resolve(), "schema version 0, this robench reads 1, 2, 3 "
+                                               "and 4")]
 
 
 def test_a_repeated_evaluation_keeps_the_newest_and_says_so(tmp_path):
@@ -254,7 +254,9 @@ def test_png_plots_are_written_as_valid_pngs(tmp_path):
     add_record(run, robust=20, eps=0.2)
     paths = report.write_report(report.load_records([tmp_path]), tmp_path / "out", ["png"])
     assert sorted(p.name for p in paths) == ["digits-Linf-0.1-clean-vs-robust.png",
+                                             "digits-Linf-0.1-cost-vs-robust.png",
                                              "digits-Linf-0.2-clean-vs-robust.png",
+                                             "digits-Linf-0.2-cost-vs-robust.png",
                                              "digits-Linf-robust-vs-eps.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in paths)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import robench
 from robench.config import EvalConfig
+from robench.cost import Cost
 from robench.evaluation import flags as flags_mod
 from robench.evaluation.plan import Plan
 from robench.evaluation.protocol import ProtocolState
@@ -51,7 +52,8 @@ def protocol_key(target, cfg: EvalConfig, eps: Eps, plan: Plan, selection: Selec
 def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
                 state: ProtocolState, selection: Selection, draws: int, *,
                 stochastic: bool, notes: list[str], previous: Record | None,
-                sanity: Sanity | None, device) -> Record:
+                sanity: Sanity | None, device,
+                peak_memory: tuple[int, str] | None = None) -> Record:
     n = len(state.robust)
     steps = list(state.steps)
     found_flags, check_notes = flags_mod.attack_flags(steps, plan.attacks, n, stochastic,
@@ -71,6 +73,11 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
     autoattack = next((s.robust_acc_after for s in state.steps if is_standard_autoattack(s)),
                       None)
     mean_clean = state.clean_votes / (n * draws) if stochastic and n else None
+    seconds = round(state.clean_seconds + sum(s.seconds for s in steps), 3)
+    cost = None
+    if peak_memory is not None and peak_memory[1]:
+        cost = Cost(seconds=seconds, items_per_s=round(n / seconds, 3) if seconds else 0.0,
+                    peak_memory_bytes=int(peak_memory[0]), peak_memory=peak_memory[1])
     return Record(
         schema_version=SCHEMA_VERSION, robench_version=robench.__version__, key=key,
         created=timestamp(), model=target.source, dataset=target.info.name, norm=cfg.norm,
@@ -80,12 +87,12 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
         per_attack=[AttackResult(**dataclasses.asdict(s)) for s in steps],
         flags=list(dict.fromkeys(flags)),
         notes=list(dict.fromkeys([*notes, *plan.notes, *check_notes])),
-        seconds=round(state.clean_seconds + sum(s.seconds for s in steps), 3),
+        seconds=seconds,
         device=str(device), precision=cfg.precision, seed=cfg.seed,
         architecture=target.source.arch, autoattack_acc=autoattack,
         points=Points(clean=encode_bits(state.clean_correct.tolist()),
                       robust=encode_bits(state.robust.tolist())),
         verdict=Verdict(rule="every-draw" if stochastic else "one-pass", draws=draws,
                         mean_clean_acc=mean_clean),
-        sanity=sanity_result,
+        sanity=sanity_result, cost=cost,
     )

@@ -26,8 +26,9 @@ from robench import runs
 from robench.attacks.autoattack import RANDOMIZED_WARNING, Findings
 from robench.attacks.judge import Judge
 from robench.config import EvalConfig
+from robench.cost import peak_memory, reset_peak
 from robench.data import to_float
-from robench.errors import Interrupted, Preempted
+from robench.errors import Interrupted, Preempted, UserError
 from robench.evaluation import randomness
 from robench.evaluation.blocks import Shard, attack_pass, n_blocks
 from robench.evaluation.plan import Plan, plan_attacks
@@ -48,7 +49,7 @@ from robench.evaluation.standin import Searchers, choose_view
 from robench.preemption import StopRequests
 from robench.progress import Counter
 from robench.records import Record, Selection
-from robench.runtime import resolve_device
+from robench.runtime import is_out_of_memory, resolve_device, smaller_batch
 from robench.threat import Eps, default_eps, parse_eps_list
 
 
@@ -124,7 +125,8 @@ def record_of(target, cfg: EvalConfig, eps: Eps, plan: Plan, part: Partial,
                                robust_after=int(part.state.robust.sum()), n=part.n_points)
     return make_record(target, cfg, part.key, eps, plan, part.state, selection, part.draws,
                        stochastic=part.stochastic, notes=[*part.notes, *notes],
-                       previous=previous, sanity=sanity, device=part.device)
+                       previous=previous, sanity=sanity, device=part.device,
+                       peak_memory=part.peak_memory)
 
 
 def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = False,
@@ -143,18 +145,27 @@ def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = Fal
     runs.ensure_writable_dir(target.evals_dir)
     device = resolve_device(cfg.device)
     model = target.model.to(device)
+    reset_peak(device)
     before = snapshot(model)
     session = _Session(target, cfg, target.test.x[idx], target.test.y[idx], selection,
                        device, quiet, shard)
     with randomness.seeded(cfg.seed, device):
         try:
-            outcomes = session.run(eps_list, stochastic=None, resume=resume, force=force)
-        except _FoundRandomised as found:
-            session.discard_written()
-            session.notes_for_all.append(
-                f"AutoAttack's own check found the model randomised where robench's detection "
-                f"did not ({found.warning!r}); evaluated again as a randomised model")
-            outcomes = session.run(eps_list, stochastic=True, resume=False, force=force)
+            try:
+                outcomes = session.run(eps_list, stochastic=None, resume=resume, force=force)
+            except _FoundRandomised as found:
+                session.discard_written()
+                session.notes_for_all.append(
+                    f"AutoAttack's own check found the model randomised where robench's "
+                    f"detection did not ({found.warning!r}); evaluated again as a randomised "
+                    f"model")
+                outcomes = session.run(eps_list, stochastic=True, resume=False, force=force)
+        except (RuntimeError, MemoryError) as exc:
+            if not (isinstance(exc, MemoryError) or is_out_of_memory(exc)):
+                raise
+            raise UserError(f"out of memory on {device} at --batch-size {cfg.batch_size}; "
+                            f"try --batch-size {smaller_batch(cfg.batch_size)} (the records "
+                            f"written so far are kept).") from None
     check_unchanged(model, before)
     return outcomes
 
@@ -287,7 +298,8 @@ class _Session:
                                  first_pass=attack_pass(len(attacks)), blocks=self.blocks)
         part = Partial(key=key, shard=shard, n_points=len(self.y), stochastic=stochastic,
                        draws=self.judge.draws, state=state, notes=list(setup_notes),
-                       sanity=counts, device=str(self.device))
+                       sanity=counts, device=str(self.device),
+                       peak_memory=peak_memory(self.device))
         if not shard.whole:
             written = write_partial(evals, part)
             self.written.append(written)

@@ -42,6 +42,7 @@ class Partial:
     notes: list[str] = field(default_factory=list)
     sanity: dict[str, Any] | None = None
     device: str = "cpu"
+    peak_memory: tuple[int, str] = (0, "")  # bytes and kind (robench.cost), the largest shard's
 
     def to_dict(self) -> dict[str, Any]:
         s = self.state
@@ -49,6 +50,7 @@ class Partial:
             "format": FORMAT, "key": self.key, "shard": [self.shard.index, self.shard.count],
             "n_points": self.n_points, "stochastic": self.stochastic, "draws": self.draws,
             "notes": self.notes, "sanity": self.sanity, "device": self.device,
+            "peak_memory": list(self.peak_memory),
             "points": {"covered": encode_bits(s.covered_mask().tolist()),
                        "clean": encode_bits(s.clean_correct.tolist()),
                        "robust": encode_bits(s.robust.tolist())},
@@ -71,7 +73,8 @@ class Partial:
                               findings=list(d["findings"]))
         return cls(key=d["key"], shard=Shard(*d["shard"]), n_points=n,
                    stochastic=d["stochastic"], draws=d["draws"], state=state,
-                   notes=list(d["notes"]), sanity=d["sanity"], device=d["device"])
+                   notes=list(d["notes"]), sanity=d["sanity"], device=d["device"],
+                   peak_memory=tuple(d.get("peak_memory", (0, ""))))
 
 
 def partial_path(evals_dir: Path, key: str, shard: Shard) -> Path:
@@ -169,7 +172,7 @@ def merge(parts: list[Partial]) -> Partial:
     notes = list(dict.fromkeys(note for p in parts for note in p.notes))
     return Partial(key=first.key, shard=Shard(), n_points=n, stochastic=first.stochastic,
                    draws=first.draws, state=state, notes=notes, sanity=sanity,
-                   device=first.device)
+                   device=first.device, peak_memory=max(p.peak_memory for p in parts))
 
 
 def _merge_findings(items: list[dict | None]) -> dict | None:

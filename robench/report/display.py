@@ -33,6 +33,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "search": table["precision"],
         "seed": ["–" if pd.isna(s) else str(s) for s in table["seed"]],
         "train s": ["–" if pd.isna(s) else f"{s:.1f}" for s in table["train_seconds"]],
+        "train MiB": ["–" if pd.isna(b) else f"{b / 2**20:.0f}"
+                      for b in table["train_peak_memory"]],
         "flags": table["flags"].replace("", "–")})
 
 

@@ -107,7 +107,9 @@ def _model_infos(key, table, folder: Path):
             "autoattack_acc": None if pd.isna(row.autoattack) else float(row.autoattack),
             "attacks": row.attacks, "n_examples": int(row.n),
             "additional_data": False, "seed": None if pd.isna(row.seed) else int(row.seed),
-            "train_seconds": None if pd.isna(row.train_seconds) else float(row.train_seconds)}
+            "train_seconds": None if pd.isna(row.train_seconds) else float(row.train_seconds),
+            "train_peak_memory_bytes": None if pd.isna(row.train_peak_memory)
+            else int(row.train_peak_memory)}
 
 
 def _write_json(path: Path, obj: Any) -> Path:

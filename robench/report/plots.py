@@ -1,4 +1,5 @@
-"""The report's pictures: clean vs robust, robust accuracy vs eps, corruption heat maps.
+"""The report's pictures: clean vs robust, cost vs robust, robust accuracy vs eps, corruption
+heat maps.
 
 Drawn on matplotlib's Figure (no pyplot: no global state; PNGs render with Agg).
 """
@@ -31,6 +32,9 @@ def plots(loaded: LoadedRecords, tables: dict, out: Path) -> list[Path]:
         ax.set(xlabel="clean accuracy (%)", ylabel="robust accuracy (%)",
                title=heading(key, table))
         written.append(atomic_write_png(out / f"{table_name(key, table)}-clean-vs-robust.png", fig))
+        costed = table[table["train_seconds"].notna()]
+        if len(costed):
+            written.append(_cost_plot(key, costed, out))
     curves: dict[tuple, dict[tuple, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     names = model_names(loaded.records)
     for r, _ in loaded.records:
@@ -85,3 +89,18 @@ def heat_maps(tables: dict[tuple[str, str], pd.DataFrame], out: Path) -> list[Pa
         fig.tight_layout()
         written.append(atomic_write_png(out / f"{corruptions.table_name(key)}-heatmap.png", fig))
     return written
+
+
+def _cost_plot(key: tuple, table: pd.DataFrame, out: Path) -> Path:
+    """Robust accuracy against the training time it cost (log scale: defenses differ by 10x)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.add_subplot()
+    ax.scatter(table["train_seconds"], 100 * table["robust"])
+    for row in table.head(15).itertuples(index=False):
+        ax.annotate(row.run, (row.train_seconds, 100 * row.robust), fontsize=6)
+    ax.set_xscale("log")
+    ax.set(xlabel="training time (s, log scale)", ylabel="robust accuracy (%)",
+           title=f"{heading(key, table)}: cost vs robustness")
+    return atomic_write_png(out / f"{table_name(key, table)}-cost-vs-robust.png", fig)

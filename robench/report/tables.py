@@ -28,13 +28,13 @@ from robench.report.loading import (
 from robench.report.worst_case import autoattack_accuracy, worst_case
 
 COLUMNS = ["rank", "defense", "arch", "clean", "robust", "ci_low", "ci_high", "attacks", "n",
-           "flags", "precision", "autoattack", "train_seconds", "seed", "run",
-           "overlaps_leader", "config"]
+           "flags", "precision", "autoattack", "train_seconds", "train_peak_memory", "seed",
+           "run", "overlaps_leader", "config"]
 # What pandas.read_csv needs to give a leaderboard CSV back exactly (see read_csv below).
 CSV_DTYPES = {"rank": "int64", "defense": "str", "arch": "str", "clean": "float64",
               "robust": "float64", "ci_low": "float64", "ci_high": "float64", "attacks": "str",
               "n": "int64", "flags": "str", "precision": "str", "autoattack": "float64",
-              "train_seconds": "float64", "seed": "Int64",
+              "train_seconds": "float64", "train_peak_memory": "float64", "seed": "Int64",
               "run": "str", "overlaps_leader": "bool", "config": "str"}
 OVERLAP = "≈"
 LEGEND = (f"robust: the per-point worst case over every record of the model on the same "
@@ -47,24 +47,26 @@ _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precis
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader: many runs, one report
 
 
-def run_meta(path: Path, r: Record, cache: dict) -> tuple[float, Any, str | None]:
-    """(train_seconds, seed, hash of config.yaml without runtime.seed) of a record's run."""
+def run_meta(path: Path, r: Record, cache: dict) -> tuple[float, float, Any, str | None]:
+    """(train_seconds, training's peak memory in bytes, seed, hash of config.yaml without
+    runtime.seed) of a record's run."""
     run_dir = path.parent.parent if path.parent.name == EVALS else None
     if r.model.kind != "run" or run_dir is None:
-        return math.nan, pd.NA, None
+        return math.nan, math.nan, pd.NA, None
     if run_dir not in cache:
         try:
             summary = json.loads((run_dir / RUN_ENV).read_text()).get("summary") or {}
             seconds = float(summary.get("train_seconds", math.nan))
+            peak = float((summary.get("cost") or {}).get("peak_memory_bytes", math.nan))
         except (OSError, ValueError, TypeError, AttributeError):
-            seconds = math.nan
+            seconds = peak = math.nan
         try:
             cfg = yaml.load((run_dir / RUN_CONFIG).read_text(), Loader=_YAML_LOADER)
             seed = cfg.get("runtime", {}).pop("seed", pd.NA)
             seed, config = (int(seed) if seed is not pd.NA else seed), digest(cfg, 10)
         except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
             seed, config = pd.NA, None
-        cache[run_dir] = (seconds, seed, config)
+        cache[run_dir] = (seconds, peak, seed, config)
     return cache[run_dir]
 
 
@@ -84,7 +86,7 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
         for mid, items in groups[key].items():
             est = worst_case(items)
             r, path = est.records[0]
-            seconds, seed, config = run_meta(path, r, cache)
+            seconds, peak, seed, config = run_meta(path, r, cache)
             aa = autoattack_accuracy(items)
             rows.append({
                 "rank": 0, "defense": r.model.defense or "", "arch": r.architecture
@@ -92,8 +94,8 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
                 "ci_low": est.ci[0], "ci_high": est.ci[1], "attacks": est.attacks,
                 "n": est.n, "flags": "; ".join(est.flags), "precision": est.precision,
                 "autoattack": math.nan if aa is None else aa, "train_seconds": seconds,
-                "seed": seed, "run": names[mid], "overlaps_leader": False,
-                "config": config or f"model:{names[mid]}"})
+                "train_peak_memory": peak, "seed": seed, "run": names[mid],
+                "overlaps_leader": False, "config": config or f"model:{names[mid]}"})
         tables[key] = rank(pd.DataFrame(rows, columns=COLUMNS).astype(CSV_DTYPES))
         tables[key].attrs.update(dataset=key[0], norm=key[1], eps=key[2],
                                  eps_text=r.eps_text)  # as written by the user, e.g. 8/255
@@ -129,5 +131,6 @@ def pivot(table: pd.DataFrame) -> pd.DataFrame:
 def read_csv(path: str | Path) -> pd.DataFrame:
     """A leaderboard CSV back as the frame written (dtypes CSV_DTYPES, empty flags stay "")."""
     return pd.read_csv(path, dtype=CSV_DTYPES, keep_default_na=False,
-                       na_values={"train_seconds": [""], "seed": [""], "autoattack": [""]},
+                       na_values={"train_seconds": [""], "train_peak_memory": [""],
+                                  "seed": [""], "autoattack": [""]},
                        **_EXACT_FLOATS)

@@ -50,6 +50,8 @@ class FitResult:
     train_seconds: float
     last: dict[str, Any]
     best: dict[str, Any] | None  # epoch and validation accuracies of best.safetensors
+    wall_seconds: float = 0.0  # training and validation, over every session of the run
+    images: int = 0  # images trained on, over every process and epoch
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -95,7 +97,8 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
     train = splits.train.to(device)
     n_steps = steps_per_epoch(len(train) * copies(augment), o.batch_size * world.size)
 
-    start_epoch, seconds_so_far = 0, 0.0
+    start_epoch, seconds_so_far, wall_before = 0, 0.0, 0.0
+    wall_start = time.perf_counter()
     best: dict[str, Any] | None = None
     sums: EpochSums | None = None
     state_path = run_dir / runs.STATE
@@ -106,6 +109,7 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
         ranks = state.get("rng_ranks")
         set_rng_state(ranks[world.rank] if ranks else state["rng"])
         start_epoch, seconds_so_far = state["epoch"], state["train_seconds"]
+        wall_before = state.get("wall_seconds", 0.0)
         best = state.get("best")
         if state.get("partial"):
             sums = EpochSums(**state["partial"])
@@ -126,6 +130,7 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
             return
         runs.save_state({
             "epoch": epoch, "train_seconds": seconds_so_far,
+            "wall_seconds": wall_before + time.perf_counter() - wall_start,
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(), "rng": ranks[0],
             "rng_ranks": ranks if world.distributed else None,
@@ -178,7 +183,9 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
             reporter.end_epoch(last)
             for callback in callbacks:
                 callback(last)
-    return FitResult(epochs=o.epochs, train_seconds=seconds_so_far, last=last, best=best)
+    return FitResult(epochs=o.epochs, train_seconds=seconds_so_far, last=last, best=best,
+                     wall_seconds=wall_before + time.perf_counter() - wall_start,
+                     images=o.epochs * n_steps * o.batch_size * world.size)
 
 
 def _validate(model, splits, cfg: TrainConfig, device, epoch: int,

@@ -11,6 +11,7 @@ resumes only with the number of processes it started with.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,13 @@ from typing import Any
 from robench import config as config_mod
 from robench import distributed, runs
 from robench.config import TrainConfig
+from robench.cost import measure, reset_peak
 from robench.distributed import World
 from robench.errors import Interrupted, Preempted, UserError
 from robench.evaluation import accuracy
 from robench.progress import EpochReporter
 from robench.records import timestamp
-from robench.runtime import resolve_device
+from robench.runtime import is_out_of_memory, resolve_device, smaller_batch
 from robench.training.engine import EpochCallback, fit
 from robench.training.environment import environment
 from robench.training.parallel import check_parallel
@@ -135,6 +137,7 @@ def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet:
 def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks,
          world: World) -> TrainResult:
     reporter = EpochReporter(cfg.optim.epochs, quiet=quiet or not world.main)
+    reset_peak(device)
 
     def write_env(**fields: Any) -> None:
         env.update(**fields)
@@ -148,9 +151,13 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks,
         r = cfg.runtime
         test_acc = accuracy(model, splits.test, device=device, batch_size=r.eval_batch_size,
                             channels_last=r.channels_last)
+        cost = measure(device, result.wall_seconds, result.images)
+        peaks = distributed.gather(cost.peak_memory_bytes)  # the largest process's
+        cost.peak_memory_bytes = max(peaks)
         summary = {
             "epochs": result.epochs,
             "train_seconds": round(result.train_seconds, 3),
+            "cost": dataclasses.asdict(cost),
             "final_train_acc": result.last.get("train_acc"),
             "final_val_acc": result.last.get("val_acc"),
             "final_val_robust_acc": result.last.get("val_robust_acc"),
@@ -177,6 +184,12 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks,
                           f"robench train --resume {run_dir}") from None
     except BaseException as exc:
         write_env(status="failed", failed=timestamp(), error=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, MemoryError) or is_out_of_memory(exc):
+            b = cfg.optim.batch_size
+            raise UserError(f"out of memory on {device} at --batch-size {b}; train with "
+                            f"--batch-size {smaller_batch(b)} (a new run: the batch size is "
+                            f"part of its config; run {run_dir.name} stays, marked failed)."
+                            ) from None
         raise
     write_env(status="complete", ended=timestamp(), summary=summary)
     distributed.barrier()  # the run is complete on disk before any process returns
