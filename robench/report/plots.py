@@ -94,6 +94,7 @@ def heat_maps(tables: dict[tuple[str, str], pd.DataFrame], out: Path) -> list[Pa
 def _cost_plot(key: tuple, table: pd.DataFrame, out: Path) -> Path:
     """Robust accuracy against the training time it cost (log scale: defenses differ by 10x)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(6, 4.5))
     ax = fig.add_subplot()
@@ -101,6 +102,10 @@ def _cost_plot(key: tuple, table: pd.DataFrame, out: Path) -> Path:
     for row in table.head(15).itertuples(index=False):
         ax.annotate(row.run, (row.train_seconds, 100 * row.robust), fontsize=6)
     ax.set_xscale("log")
+    # Seconds as plain numbers (not 3x10^0), labelled at 1, 2 and 5 of each decade.
+    plain = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "125" else "")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set(xlabel="training time (s, log scale)", ylabel="robust accuracy (%)",
            title=f"{heading(key, table)}: cost vs robustness")
     return atomic_write_png(out / f"{table_name(key, table)}-cost-vs-robust.png", fig)
