@@ -77,6 +77,11 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def current() -> World:
+    """This process's place in the process group now running (one process without one)."""
+    return world_from_env() if active() else World()
+
+
 def gather(obj: Any) -> list[Any]:
     """Every process's `obj`, in rank order (on every rank); [obj] in one process."""
     if not active():

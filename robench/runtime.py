@@ -81,10 +81,10 @@ def evaluating(model: torch.nn.Module):
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """A GPU's out-of-memory error, or the CPU allocator's failure to allocate."""
+    """A GPU's out-of-memory error, the CPU allocator's failure to allocate, or Python's."""
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError)
-                                    and "can't allocate memory" in str(exc))
+    return isinstance(exc, (oom, MemoryError)) or (isinstance(exc, RuntimeError)
+                                                   and "can't allocate memory" in str(exc))
 
 
 def smaller_batch(batch_size: int) -> int:

@@ -181,8 +181,7 @@ def attack_points(attack: Attack, x: torch.Tensor, y: torch.Tensor, points: torc
 def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
                 state: ProtocolState, *, searchers: Searchers, judge: Judge,
                 device: torch.device, batch_size: int, counter: Counter | None = None,
-                on_step: Callable[[ProtocolState], None] | None = None,
-                on_block: Callable[[ProtocolState], None] | None = None,
+                on_progress: Callable[[ProtocolState], None] | None = None,
                 state_path: Callable[[int, int], Path] | None = None,
                 blocks: Sequence[int] | None = None, seed: int | None = None) -> ProtocolState:
     """Run `attacks` in order on the points still robust, block by block; skip what `state`
@@ -192,7 +191,8 @@ def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
     (attack, block) has its own seed (robench.evaluation.blocks), so a block's result does
     not depend on the other blocks. `state_path(i, block)` names a file where attack i may
     keep its progress inside a block (AutoAttack does), so an interrupted evaluation resumes
-    inside that attack too; `on_block` is called after each block (to save the state).
+    inside that attack too; `on_progress` is called after each block and after each attack
+    (once, not twice, where the two coincide), to save the state.
     """
     counter = counter or Counter(quiet=True)
     n = len(y)
@@ -206,7 +206,7 @@ def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
         todo = blocks[progress["blocks_done"]:]
         task = counter.task(attack.name, sum(
             int(state.robust[block_points(b, batch_size, n)].sum()) for b in todo))
-        for b in todo:
+        for j, b in enumerate(todo):
             t0 = time.perf_counter()
             part = block_points(b, batch_size, n)
             idx = part.start + state.robust[part].nonzero().flatten()
@@ -230,8 +230,8 @@ def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
                 torch.cuda.synchronize(device)
             progress["seconds"] += time.perf_counter() - t0
             progress["blocks_done"] += 1
-            if on_block is not None:
-                on_block(state)
+            if on_progress is not None and j < len(todo) - 1:  # the last: saved with its step
+                on_progress(state)
         state.steps.append(StepResult(
             name=attack.name, params=attack.describe(),
             robust_acc_after=int(state.robust.sum()) / n, broken=progress["broken"],
@@ -240,8 +240,8 @@ def run_attacks(x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack],
         state.robust_after.append(int(state.robust.sum()))
         state.findings.append(progress["findings"])
         state.progress = None
-        if on_step is not None:
-            on_step(state)
+        if on_progress is not None:
+            on_progress(state)
     return state
 
 

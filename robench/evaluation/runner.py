@@ -161,7 +161,7 @@ def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = Fal
                     f"model")
                 outcomes = session.run(eps_list, stochastic=True, resume=False, force=force)
         except (RuntimeError, MemoryError) as exc:
-            if not (isinstance(exc, MemoryError) or is_out_of_memory(exc)):
+            if not is_out_of_memory(exc):
                 raise
             raise UserError(f"out of memory on {device} at --batch-size {cfg.batch_size}; "
                             f"try --batch-size {smaller_batch(cfg.batch_size)} (the records "
@@ -269,8 +269,8 @@ class _Session:
             with stop:
                 run_attack_sequence(self.x, self.y, attacks, state, searchers=self.searchers,
                                     judge=self.judge, device=self.device,
-                                    batch_size=cfg.batch_size, counter=counter, on_step=save,
-                                    on_block=save, blocks=self.blocks, seed=cfg.seed,
+                                    batch_size=cfg.batch_size, counter=counter,
+                                    on_progress=save, blocks=self.blocks, seed=cfg.seed,
                                     state_path=lambda i, b: inner.with_name(
                                         f"{inner.name}{i}.block{b}.state"))
         except Preempted:
@@ -284,10 +284,10 @@ class _Session:
                               f"{len(attacks)} attacks{under_way}; run the same command with "
                               f"--resume to continue it.") from None
         if not stochastic:
-            for found in state.findings:
-                if found is not None and Findings.from_dict(found).randomized:
+            for found in (Findings.from_dict(f) for f in state.findings if f is not None):
+                if found.randomized:
                     _unlink_inner(state_path, inner)
-                    raise _FoundRandomised(next(w for w in Findings.from_dict(found).checks
+                    raise _FoundRandomised(next(w for w in found.checks
                                                 if RANDOMIZED_WARNING in w))
         counts = None
         if cfg.sanity:

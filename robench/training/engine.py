@@ -147,8 +147,9 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
                                 device, memory_format, reporter, stop)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            sums.seconds += time.perf_counter() - t0
-            seconds_so_far += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            sums.seconds += elapsed
+            seconds_so_far += elapsed
             if not done:  # a scheduler's signal: checkpoint here, then stop
                 checkpoint(epoch - 1, sums)
                 raise Preempted(f"training stopped by {stop.name} at step {sums.step} of "
@@ -203,7 +204,7 @@ def _validate(model, splits, cfg: TrainConfig, device, epoch: int,
     attacks = [create_attack(v.attack, norm="Linf", eps=v.eps, seed=r.seed, params=params),
                create_attack("fgsm", norm="Linf", eps=v.eps, seed=r.seed)] if attacked else []
     val = _share(splits.val, r.eval_batch_size, world)
-    row: dict[str, Any] = {"val_robust_acc": None, "val_fgsm_acc": None}
+    row: dict[str, Any] = {"val_acc": None, "val_robust_acc": None, "val_fgsm_acc": None}
     if not world.distributed:
         row["val_acc"] = accuracy(model, val, device=device, batch_size=r.eval_batch_size,
                                   channels_last=r.channels_last)
@@ -211,7 +212,7 @@ def _validate(model, splits, cfg: TrainConfig, device, epoch: int,
             row["val_robust_acc"], row["val_fgsm_acc"] = attacked_accuracy(
                 model, val, attacks, device=device, batch_size=r.eval_batch_size,
                 precision=r.precision)
-        return {"val_acc": row.pop("val_acc"), **row}
+        return row
     counts = [0] * (1 + len(attacks))
     if len(val):
         fractions = [accuracy(model, val, device=device, batch_size=r.eval_batch_size,
@@ -225,7 +226,7 @@ def _validate(model, splits, cfg: TrainConfig, device, epoch: int,
     row["val_acc"] = totals[0] / n if n else None
     if attacked:
         row["val_robust_acc"], row["val_fgsm_acc"] = totals[1] / n, totals[2] / n
-    return {"val_acc": row.pop("val_acc"), **row}
+    return row
 
 
 def _share(val: Split, batch_size: int, world: World) -> Split:

@@ -92,7 +92,7 @@ class Replica:
         optimizer.zero_grad(set_to_none=True)
 
     def total(self, value: torch.Tensor) -> torch.Tensor:
-        return all_sum(value) if self.world.distributed else value
+        return all_sum(value)
 
 
 def check_parallel(sync_bn: bool, world: World, device: torch.device, objective) -> None:

@@ -44,7 +44,7 @@ class TrainResult:
 
 def _world(cfg_world_size: int) -> World:
     """This process's place; a world size set by hand without torchrun is refused."""
-    world = distributed.world_from_env() if distributed.active() else World()
+    world = distributed.current()
     if cfg_world_size not in (1, world.size):
         raise UserError(f"runtime.world_size {cfg_world_size} is the number of processes "
                         f"torchrun starts, not a setting; launch with torchrun "
@@ -115,7 +115,7 @@ def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet:
                             f"(drop the flag, or start a new run without --resume).")
     if runs.is_complete(run_dir):
         raise UserError(f"run {str(run_dir)!r} is already complete; there is nothing to resume.")
-    world = distributed.world_from_env() if distributed.active() else World()
+    world = distributed.current()
     if cfg.runtime.world_size != world.size:
         raise UserError(f"run {str(run_dir)!r} was started on {cfg.runtime.world_size} "
                         f"process(es) and this is {world.size}; resume it with torchrun "
@@ -184,7 +184,7 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks,
                           f"robench train --resume {run_dir}") from None
     except BaseException as exc:
         write_env(status="failed", failed=timestamp(), error=f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, MemoryError) or is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             b = cfg.optim.batch_size
             raise UserError(f"out of memory on {device} at --batch-size {b}; train with "
                             f"--batch-size {smaller_batch(b)} (a new run: the batch size is "
