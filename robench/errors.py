@@ -24,3 +24,8 @@ class Preempted(Interrupted):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
+
+
+class RobenchWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints it as one
+    `warning:` line): a setting that is valid but costly here, say."""

@@ -177,6 +177,9 @@ class Record:
     verdict: Verdict | None = None
     sanity: SanityResult | None = None
     cost: Cost | None = None  # what the evaluation took (robench.cost)
+    # Points per batch and per seeded block (part of the protocol; --batch-size, or what
+    # --batch-size auto chose). None in records written before it was recorded.
+    batch_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

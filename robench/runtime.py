@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import warnings
 
 import torch
 
-from robench.errors import UserError
+from robench.errors import RobenchWarning, UserError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,6 +47,36 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_has_bf16() -> bool:
+    """oneDNN's own test for bf16 instructions on this CPU (the one torch.compile uses)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def slow_bf16(device: torch.device) -> str | None:
+    """Why bf16 autocast would be slower than fp32 on `device`, or None where it is fast.
+
+    A CPU without bf16 instructions (AVX512-BF16 or AMX) emulates bf16 convolutions, which
+    then run an order of magnitude slower than fp32 (measured: 20x for a ResNet-18 training
+    step on a 2-core AVX2 EPYC, benchmarks/README.md); a GPU before Ampere has no bf16 units.
+    """
+    if device.type == "cpu" and not cpu_has_bf16():
+        isa = torch.backends.cpu.get_cpu_capability()
+        return (f"this CPU ({isa}) has no bf16 instructions (AVX512-BF16 or AMX), so bf16 "
+                f"runs emulated, many times slower than fp32")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return f"this GPU ({torch.cuda.get_device_name(device)}) has no native bf16"
+    return None
+
+
+def warn_if_slow(device: torch.device, precision: str) -> None:
+    """A RobenchWarning when `precision` is bf16 where it is slower than fp32: valid, and
+    the results are as sound, but the user asked for speed and would get the opposite."""
+    reason = slow_bf16(device) if precision == "bf16" else None
+    if reason is not None:
+        warnings.warn(f"--precision bf16: {reason}; --precision fp32 will be faster here.",
+                      RobenchWarning, stacklevel=2)
 
 
 def rng_state() -> dict:

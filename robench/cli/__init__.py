@@ -11,7 +11,7 @@ import typer
 
 from robench import __version__
 from robench.cli import attack, corrupt, evaluate, listing, report, sweep, train
-from robench.cli.output import State, stdout
+from robench.cli.output import State, print_warnings, stdout
 
 app = typer.Typer(
     name="robench",
@@ -45,6 +45,7 @@ def _main(
 ) -> None:
     ctx.obj = State()
     ctx.obj.debug = debug
+    print_warnings()
 
 
 app.command(help=train.TRAIN_HELP)(train.train)

@@ -16,6 +16,7 @@ from robench.cli.options import (
     Norm,
     Precision,
     attack_params,
+    batch_size_arg,
     corruption_names,
     n_examples_arg,
     target_of,
@@ -67,7 +68,9 @@ def eval_(
     n_examples: str = typer.Option(None, "--n-examples", "-n", help="Test points: the first "
                                    "N, or a stratified sample for class-ordered data; 'all'. "
                                    "\\[default: 1000, or all if fewer]"),
-    batch_size: int = typer.Option(500, "--batch-size", "-b"),
+    batch_size: str = typer.Option("500", "--batch-size", "-b", help="Points per batch, "
+                                   "and per seeded block (recorded); 'auto': the largest "
+                                   "that fits in memory."),
     seed: int = typer.Option(0, "--seed", help="Seed of the attacks (and of a randomised "
                              "model's draws)."),
     selection_seed: int = typer.Option(0, "--selection-seed", help="Seed of the point "
@@ -137,7 +140,8 @@ def eval_(
                      norm=norm.value, eps=eps or [],
                      n_examples=n_examples_arg(n_examples, None),
                      all_examples=(n_examples or "").strip().lower() == "all",
-                     batch_size=batch_size, seed=seed, selection_seed=selection_seed,
+                     batch_size=batch_size_arg(batch_size), seed=seed,
+                     selection_seed=selection_seed,
                      precision=precision.value, device=device,
                      checkpoint=(checkpoint.value if checkpoint else "final"),
                      verdict_draws=verdict_draws, allow_non_eot=allow_non_eot, sanity=sanity,
@@ -172,6 +176,15 @@ def eval_(
     _print_eval(target.label, outcomes)
 
 
+def _number(batch_size: str) -> int:
+    """The corruption evaluation takes no gradients, so it has no `auto` to choose."""
+    value = batch_size_arg(batch_size)
+    if value == "auto":
+        raise UserError("--batch-size auto is for the Lp attacks; give --attack corruptions "
+                        "a number.")
+    return value
+
+
 def _eval_corruptions(args: dict[str, Any]) -> None:
     """`robench eval --attack corruptions`: its own threat model, so its own flags."""
     from robench import api
@@ -191,7 +204,7 @@ def _eval_corruptions(args: dict[str, Any]) -> None:
                            severities=parse_severities(args["severities"]),
                            n_examples=n_examples_arg(args["n_examples"], None),
                            all_examples=(args["n_examples"] or "").strip().lower() == "all",
-                           seed=args["seed"], batch_size=args["batch_size"],
+                           seed=args["seed"], batch_size=_number(args["batch_size"]),
                            precision=args["precision"].value, device=args["device"],
                            premade=not args["generated"]).validate()
     target = target_of(args["run"], args["model"], args["weights"], args["dataset"],

@@ -65,6 +65,16 @@ def n_examples_arg(text: str | None, default: int | None) -> int | None:
     return n
 
 
+def batch_size_arg(text: str) -> int | str:
+    """--batch-size: a positive whole number, or "auto"."""
+    text = text.strip()
+    if text.lower() == "auto":
+        return "auto"
+    if not (text.isdigit() and int(text) > 0):
+        raise UserError(f"--batch-size must be a positive integer or 'auto', got {text!r}.")
+    return int(text)
+
+
 def floats(text: str | None, flag: str) -> tuple[float, ...] | None:
     if text is None:
         return None

@@ -7,12 +7,13 @@ traceback instead.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from robench.errors import Interrupted, Preempted, UserError
+from robench.errors import Interrupted, Preempted, RobenchWarning, UserError
 from robench.preemption import pass_on
 
 stdout = Console()
@@ -23,6 +24,21 @@ class State:
     """What the top-level options leave for the commands (typer's context object)."""
 
     debug = False
+
+
+def _show(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, RobenchWarning):
+        stderr.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _show.plain(message, category, filename, lineno, file, line)
+
+
+def print_warnings() -> None:
+    """robench's own warnings as one `warning:` line on stderr (no file name, no source
+    line); every other warning keeps Python's format. Installed once per process."""
+    if warnings.showwarning is not _show:
+        _show.plain = warnings.showwarning
+        warnings.showwarning = _show
 
 
 def fail(message: str, code: int) -> None:

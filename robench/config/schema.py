@@ -121,7 +121,9 @@ class EvalConfig:
     eps: list[str] = field(default_factory=list)  # empty: the dataset's standard eps
     n_examples: int | None = None  # None: the first DEFAULT_N_EXAMPLES (or all, if fewer)
     all_examples: bool = False  # the whole test split
-    batch_size: int = 500
+    # Points per batch and per seeded block; "auto": the largest that fits (chosen, then
+    # recorded, by robench.evaluation.batch_size).
+    batch_size: int | str = 500
     seed: int = 0  # the attacks' seed (and the seed of a randomised model's draws)
     selection_seed: int = 0  # which points, when they are sampled (class-ordered splits)
     precision: str = "fp32"  # of the attacks' search; verdicts are always fp32
@@ -137,8 +139,9 @@ class EvalConfig:
         require(bool(self.attacks), "give at least one --attack, e.g. --attack autoattack.")
         require(self.n_examples is None or self.n_examples > 0,
                  f"--n-examples must be a positive integer, got {self.n_examples}.")
-        require(self.batch_size > 0,
-                 f"--batch-size must be a positive integer, got {self.batch_size}.")
+        require(self.batch_size == "auto" or (isinstance(self.batch_size, int)
+                                               and self.batch_size > 0),
+                 f"--batch-size must be a positive integer or 'auto', got {self.batch_size!r}.")
         require(self.precision in PRECISIONS,
                  f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}.")
         require(self.verdict_draws >= 1,

@@ -34,7 +34,7 @@ from robench.evaluation.points import point_count, select_points
 from robench.evaluation.protocol import check_unchanged, snapshot
 from robench.progress import Counter
 from robench.records import CORRUPTIONS, CorruptionResult, Record, Selection, wilson_interval
-from robench.runtime import evaluating, resolve_device
+from robench.runtime import evaluating, resolve_device, warn_if_slow
 
 CHUNK = 1000
 _TINY = 1e-9
@@ -129,6 +129,7 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
         return CorruptionOutcome(records_mod.read(path), path, reused=True)
 
     device = resolve_device(cfg.device)
+    warn_if_slow(device, cfg.precision)
     model = target.model.to(device)
     before = snapshot(model)
     t0 = time.perf_counter()

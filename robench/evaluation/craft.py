@@ -27,7 +27,7 @@ from robench.evaluation.points import select_points
 from robench.evaluation.target import Target
 from robench.progress import Counter
 from robench.records import record_key
-from robench.runtime import resolve_device
+from robench.runtime import resolve_device, warn_if_slow
 from robench.threat import default_eps, parse_eps
 
 
@@ -64,6 +64,7 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
                         f"points of {target.info.name}.")
     runs.ensure_writable_dir(target.adv_dir)
     dev = resolve_device(device)
+    warn_if_slow(dev, precision)
     idx, method = select_points(target.test, n_examples, selection_seed)
     x, y = to_float(target.test.x[idx]), target.test.y[idx]
     model = target.model.to(dev)

@@ -54,6 +54,9 @@ def merge_shards(target, cfg: EvalConfig, *, command: str = "robench eval") -> l
     """One record per eps from the shard files in the target's evals folder; each record
     written, its shard files removed."""
     cfg.validate()
+    if cfg.batch_size == "auto":
+        raise UserError("--merge needs the --batch-size number the shards were evaluated "
+                        "with (their blocks), not auto.")
     _, selection = selection_of(target, cfg)
     evals = target.evals_dir
     outcomes: list[EvalOutcome] = []

@@ -25,11 +25,13 @@ from robench import records as records_mod
 from robench import runs
 from robench.attacks.autoattack import RANDOMIZED_WARNING, Findings
 from robench.attacks.judge import Judge
+from robench.attacks.view import InPrecision
 from robench.config import EvalConfig
 from robench.cost import peak_memory, reset_peak
 from robench.data import to_float
 from robench.errors import Interrupted, Preempted, UserError
 from robench.evaluation import randomness
+from robench.evaluation.batch_size import AUTO, PROBE_POINTS, choose_batch_size
 from robench.evaluation.blocks import Shard, attack_pass, n_blocks
 from robench.evaluation.plan import Plan, plan_attacks
 from robench.evaluation.points import point_count, select_points, selection_mask
@@ -49,7 +51,13 @@ from robench.evaluation.standin import Searchers, choose_view
 from robench.preemption import StopRequests
 from robench.progress import Counter
 from robench.records import Record, Selection
-from robench.runtime import is_out_of_memory, resolve_device, smaller_batch
+from robench.runtime import (
+    evaluating,
+    is_out_of_memory,
+    resolve_device,
+    smaller_batch,
+    warn_if_slow,
+)
 from robench.threat import Eps, default_eps, parse_eps_list
 
 
@@ -144,11 +152,18 @@ def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = Fal
     idx, selection = selection_of(target, cfg)
     runs.ensure_writable_dir(target.evals_dir)
     device = resolve_device(cfg.device)
+    warn_if_slow(device, cfg.precision)
     model = target.model.to(device)
     reset_peak(device)
     before = snapshot(model)
+    auto_note = None
+    if cfg.batch_size == AUTO:
+        cfg, auto_note = _auto_batch(cfg, model, target.test.x[idx], target.test.y[idx],
+                                     device, shard)
     session = _Session(target, cfg, target.test.x[idx], target.test.y[idx], selection,
                        device, quiet, shard)
+    if auto_note is not None:
+        session.notes_for_all.append(auto_note)
     with randomness.seeded(cfg.seed, device):
         try:
             try:
@@ -168,6 +183,20 @@ def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = Fal
                             f"written so far are kept).") from None
     check_unchanged(model, before)
     return outcomes
+
+
+def _auto_batch(cfg: EvalConfig, model, x, y, device,
+                shard: Shard) -> tuple[EvalConfig, str]:
+    """cfg with the batch `--batch-size auto` chose, and the note that says so. Measured on
+    the model itself in the search precision (the folded view holds less, never more)."""
+    if not shard.whole:
+        raise UserError("--batch-size auto may choose another batch on each machine, and "
+                        "shards must share their blocks; give --batch-size a number.")
+    points = to_float(x[:PROBE_POINTS].to(device))
+    search = model if cfg.precision == "fp32" else InPrecision(model, cfg.precision)
+    with evaluating(model):
+        choice = choose_batch_size(search, points, y[:PROBE_POINTS].to(device), len(y))
+    return dataclasses.replace(cfg, batch_size=choice.batch_size), choice.describe()
 
 
 class _Session:

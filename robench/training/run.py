@@ -26,7 +26,7 @@ from robench.errors import Interrupted, Preempted, UserError
 from robench.evaluation import accuracy
 from robench.progress import EpochReporter
 from robench.records import timestamp
-from robench.runtime import is_out_of_memory, resolve_device, smaller_batch
+from robench.runtime import is_out_of_memory, resolve_device, smaller_batch, warn_if_slow
 from robench.training.engine import EpochCallback, fit
 from robench.training.environment import environment
 from robench.training.parallel import check_parallel
@@ -68,6 +68,7 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
                         f"continue it with: robench train --resume {run_dir}")
     runs.ensure_writable_dir(Path(out))
     device = resolve_device(cfg.runtime.device)
+    warn_if_slow(device, cfg.runtime.precision)
     check_parallel(cfg.runtime.sync_bn, world, device, defense.objective)
     splits, model = build_parts(cfg, defense, init=True)
     distributed.barrier()  # every process has checked before process 0 creates anything
@@ -124,6 +125,7 @@ def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet:
                         f"run {str(run_dir)!r} was started in one process; resume it "
                         f"without torchrun.")
     device = resolve_device(cfg.runtime.device)
+    warn_if_slow(device, cfg.runtime.precision)
     splits, model = build_parts(cfg, defense)
     env = runs.read_env(run_dir)
     env.update(status="running")
