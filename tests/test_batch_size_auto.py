@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 import torch
+from helpers import one_line_error
 from torch import nn
 from typer.testing import CliRunner
 
-from helpers import one_line_error
 from robench import api
 from robench.cli import app
 from robench.errors import RobenchWarning, UserError
