@@ -1,15 +1,17 @@
-"""Attack speed: robench's PGD against torchattacks', and robench's AutoAttack against a direct
-pyautoattack call, on the same model, points and settings, in one run.
+"""Attack speed: robench's PGD against torchattacks' and a plain loop, and robench's AutoAttack
+against a direct pyautoattack call, on the same models, points and settings, in one run.
 
     pip install -e '.[bench]'     # torchattacks, for this comparison only
-    python benchmarks/attack_throughput.py [--n 128] [--device auto]
+    python benchmarks/attack_throughput.py [--n 128] [--rounds 3] [--device auto]
 
-1. PGD-10, Linf 8/255, step 2/255, random start, fp32, on a CIFAR ResNet-18 and 128 images
-   of the shared CIFAR-10 copy (random images if it is absent): seconds for each library, the
-   ratio, and the accuracy under each attack (the weights are untrained, so the accuracy
-   only checks that both find the same points; the agreement check below uses a trained net).
-2. PGD-20 at eps 0.1 on a digits CNN trained for a few seconds: robust accuracy of both
-   libraries (they should agree within a few points: the random starts differ).
+1. PGD-10, Linf 8/255, step 2/255, random start, on the trained reference ResNet-18
+   (benchmarks/reference_model.py: trained here in plain PyTorch, not by robench) and `--n`
+   CIFAR-10 test images: torchattacks, a plain PGD loop with the parameters frozen, and
+   robench's `pgd` as `robench eval` runs it (on the BatchNorm-folded channels-last view,
+   its build time counted), in fp32 and, where the device has bf16, under bf16 autocast.
+   Rounds are interleaved; the table shows each path's median and its accuracy under attack
+   (judged on the model in fp32), which should agree within a few points (random starts).
+2. PGD-20 at eps 0.1 on a digits CNN trained for a few seconds: both libraries.
 3. AutoAttack standard on that digits CNN, 360 points: robench's `autoattack` against
    `pyautoattack.AutoAttack(...).run_standard_evaluation` directly; overhead in percent.
 """
@@ -17,34 +19,20 @@ pyautoattack call, on the same model, points and settings, in one run.
 from __future__ import annotations
 
 import argparse
-import tarfile
+import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
 from robench import api
 from robench.attacks import create_attack
-from robench.attacks.view import attack_view
+from robench.attacks.view import InPrecision, attack_view
 from robench.data import load_dataset, to_float
-from robench.models import create_model
-from robench.runtime import evaluating, resolve_device
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
-
-
-def cifar_batch(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    if not SHARED.is_file():
-        torch.manual_seed(0)
-        return torch.rand(n, 3, 32, 32), torch.randint(0, 10, (n,)), "random images"
-    tmp = Path(tempfile.mkdtemp())
-    with tarfile.open(SHARED) as tar:
-        tar.extractall(tmp, filter="data")
-    splits = load_dataset(f"imagefolder:{tmp / 'cifar10-jpeg'}", val_size=0)
-    return to_float(splits.test.x[:n]), splits.test.y[:n], "shared CIFAR-10 copy"
+from robench.runtime import evaluating, resolve_device, slow_bf16
 
 
 def timed(fn, device):
@@ -61,6 +49,26 @@ def acc(model, x, y) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
+def plain_pgd(net, x, y, bf16: bool = False):
+    """The textbook loop: parameters frozen, input gradients only, optionally under bf16."""
+    for p in net.parameters():
+        p.requires_grad_(False)
+    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    model = net.to(memory_format=fmt)
+    x_adv = (x + torch.empty_like(x).uniform_(-8 / 255, 8 / 255)).clamp(0, 1)
+    for _ in range(10):
+        x_adv.requires_grad_(True)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x_adv.contiguous(memory_format=fmt)).float()
+        (g,) = torch.autograd.grad(F.cross_entropy(logits, y), x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + 2 / 255 * g.sign(), x - 8 / 255),
+                          x + 8 / 255).clamp(0, 1)
+    net.to(memory_format=torch.contiguous_format)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    return x_adv
+
+
 def torchattacks_pgd(model, eps, step, steps):
     import torchattacks
 
@@ -70,32 +78,48 @@ def torchattacks_pgd(model, eps, step, steps):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    console = Console()
+    console = Console(width=200)
     table = Table(title=f"attack throughput on {device} ({torch.get_num_threads()} threads)")
-    for col in ("comparison", "robench s", "reference s", "speed-up", "robench acc",
-                "reference acc"):
+    for col in ("comparison", "s", "reference s", "speed-up", "acc", "reference acc"):
         table.add_column(col, justify="right")
 
-    # 1. PGD-10 on a CIFAR ResNet-18.
-    x, y, source = cifar_batch(args.n)
+    # 1. PGD-10 on the trained reference ResNet-18.
+    from reference_model import cifar, trained_resnet18
+
+    net = trained_resnet18().to(device)
+    x, y = cifar("test", args.n)
     x, y = x.to(device), y.to(device)
-    torch.manual_seed(0)
-    net = create_model("resnet18", in_channels=3, num_classes=10, image_size=32,
-                       mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26)).to(device).eval()
     ours = create_attack("pgd", norm="Linf", eps=8 / 255, params={"steps": 10,
                                                                  "step_size": 2 / 255})
     theirs = torchattacks_pgd(net, 8 / 255, 2 / 255, 10)
-    ours(net, x[:8], y[:8])  # warm-up
+    paths = {"torchattacks PGD, fp32": lambda: theirs(x, y),
+             "plain PGD loop, parameters frozen, fp32": lambda: plain_pgd(net, x, y)}
     # As in `robench eval`: the search runs on the BN-folded, channels-last view (its build
     # time counted), and the verdict (accuracy below) on the model itself.
-    x_ours, t_ours = timed(lambda: ours(attack_view(net), x, y), device)
-    x_theirs, t_theirs = timed(lambda: theirs(x, y), device)
-    table.add_row(f"PGD-10 ResNet-18, {len(y)} {source}", f"{t_ours:.2f}", f"{t_theirs:.2f}",
-                  f"{t_theirs / t_ours:.2f}x", f"{acc(net, x_ours, y):.2%}",
-                  f"{acc(net, x_theirs, y):.2%}")
+    paths["robench pgd, fp32"] = lambda: ours(attack_view(net), x, y)
+    if slow_bf16(device) is None:
+        paths["plain PGD loop, bf16 autocast + channels-last"] = lambda: plain_pgd(
+            net, x, y, bf16=True)
+        paths["robench pgd, bf16 search"] = lambda: ours(
+            InPrecision(attack_view(net), "bf16"), x, y)
+    for fn in paths.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {label: [] for label in paths}
+    found = {}
+    for _ in range(args.rounds):
+        for label, fn in paths.items():
+            found[label], sec = timed(fn, device)
+            times[label].append(sec)
+    base = statistics.median(times["torchattacks PGD, fp32"])
+    for label, values in times.items():
+        sec = statistics.median(values)
+        table.add_row(f"{label}: ResNet-18, {len(y)} CIFAR-10 test images", f"{sec:.2f}",
+                      f"{base:.2f}", f"{base / sec:.2f}x", f"{acc(net, found[label], y):.2%}",
+                      "")
 
     # 2 and 3. A trained digits CNN.
     cfg, _ = api.resolve_config([{"optim": {"epochs": 15}, "runtime": {"device": "cpu"}}])

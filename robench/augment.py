@@ -4,7 +4,8 @@ Per-image transforms in a DataLoader would be the bottleneck for small images on
 batch is cropped and flipped with one gather. All randomness comes from the `generator` the
 caller passes: with a generator restored from a checkpoint, a resumed run sees the same
 augmented batches as an uninterrupted one. Random numbers are drawn on the generator's
-device (a CPU generator may drive a CUDA batch) and then moved to the batch.
+device (a CPU generator may drive a CUDA batch) and then moved to the batch without a host
+sync (robench.runtime.to_device).
 
 Draw order per call, which a saved generator state depends on: crop offsets (N x 2 integers
 in [0, 2 * padding]), then, for "crop+flip" and "augmix+clean", N flip decisions, then, for
@@ -25,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from robench.errors import UserError
+from robench.runtime import to_device
 
 AUGMENTATIONS = ("crop+flip", "crop", "none", "augmix+clean")
 AUGMIX = dict(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0, all_ops=False)
@@ -67,8 +69,8 @@ def augment_batch(
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=source)
     flips = None
     if kind in ("crop+flip", "augmix+clean"):
-        flips = torch.rand(n, generator=generator, device=source).lt(0.5).to(x.device)
-    out = _crop(x, offsets.to(x.device) - pad, flips)
+        flips = to_device(torch.rand(n, generator=generator, device=source).lt(0.5), x.device)
+    out = _crop(x, to_device(offsets, x.device) - pad, flips)
     if kind == "augmix+clean" and mixed is not None and bool(mixed.any()):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=source))
         out = augmix_rows(out, mixed, seed)

@@ -22,6 +22,34 @@ def stderr_console() -> Console:
     return Console(stderr=True)
 
 
+class LossText:
+    """The latest loss the device has finished computing, as text, read without waiting.
+
+    Reading a GPU tensor's value waits for every step queued before it, so the bar shows
+    the loss of the newest step whose value has arrived: a non-blocking copy to pinned
+    memory and an event, polled at each step. A CPU loss is read at once.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._host = self._event = None
+
+    def offer(self, loss: Any) -> None:
+        if getattr(getattr(loss, "device", None), "type", "cpu") != "cuda":
+            self.text = f"loss {float(loss):.3f}"
+            return
+        import torch
+
+        if self._event is not None and self._event.query():
+            self.text = f"loss {float(self._host):.3f}"
+            self._event = None
+        if self._event is None:
+            self._host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            self._host.copy_(loss.detach(), non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+
+
 class EpochReporter:
     """Reports training progress; the training loop calls it and knows nothing of rich."""
 
@@ -32,6 +60,7 @@ class EpochReporter:
         self.total_epochs = total_epochs
         self._bar: Progress | None = None
         self._epochs = self._batches = None
+        self._loss = LossText()
         if not quiet and self.console.is_terminal:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -61,7 +90,8 @@ class EpochReporter:
 
     def step(self, loss: Any) -> None:
         if self._bar is not None:
-            self._bar.update(self._batches, advance=1, info=f"loss {float(loss):.3f}")
+            self._loss.offer(loss)
+            self._bar.update(self._batches, advance=1, info=self._loss.text)
 
     def end_epoch(self, row: dict[str, Any]) -> None:
         line = format_epoch(row, self.total_epochs)

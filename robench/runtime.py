@@ -79,6 +79,19 @@ def warn_if_slow(device: torch.device, precision: str) -> None:
                       RobenchWarning, stacklevel=2)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor (random draws, say) on `device` without stopping the host.
+
+    A plain copy from pageable memory to a GPU waits for all the GPU's queued work first;
+    from pinned memory, non-blocking, it is queued behind that work instead, so a training
+    step that draws its randomness on the CPU never syncs. The pinned buffer comes from
+    torch's caching host allocator, which keeps it until the copy is done.
+    """
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():

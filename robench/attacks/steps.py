@@ -11,6 +11,7 @@ Conventions kept here, and why:
 - Random numbers are drawn on the CPU from a generator seeded with the attack's seed and then
   moved: the same seed gives the same perturbation on every device (CUDA and CPU generators
   produce different streams), and the draws are tiny next to the forward/backward passes.
+  They reach a GPU through pinned memory without a host sync (robench.runtime.to_device).
 - No `.item()` or other host synchronisation inside the step loop.
 """
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from robench.attacks.losses import cw_margin
+from robench.runtime import to_device
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -81,7 +83,7 @@ def random_start(x: torch.Tensor, norm: str, eps: float,
         dims = x[0].numel()
         radius = eps * torch.rand(x.shape[0], generator=generator) ** (1.0 / dims)
         noise = direction * per_example(radius, direction)
-    return (x + noise.to(x.device)).clamp(0.0, 1.0)
+    return (x + to_device(noise, x.device)).clamp(0.0, 1.0)
 
 
 def input_gradient(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
