@@ -2,7 +2,7 @@
 against a direct pyautoattack call, on the same models, points and settings, in one run.
 
     pip install -e '.[bench]'     # torchattacks, for this comparison only
-    python benchmarks/attack_throughput.py [--n 128] [--rounds 3] [--device auto]
+    python benchmarks/attack_throughput.py [--n 128] [--rounds 3] [--compile] [--device auto]
 
 1. PGD-10, Linf 8/255, step 2/255, random start, on the trained reference ResNet-18
    (benchmarks/reference_model.py: trained here in plain PyTorch, not by robench) and `--n`
@@ -79,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time PGD on a torch.compile-d view")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -101,6 +103,14 @@ def main() -> None:
     # As in `robench eval`: the search runs on the BN-folded, channels-last view (its build
     # time counted), and the verdict (accuracy below) on the model itself.
     paths["robench pgd, fp32"] = lambda: ours(attack_view(net), x, y)
+    if args.compile:
+        t0 = time.perf_counter()
+        compiled = torch.compile(attack_view(net), dynamic=False)
+        ours(compiled, x, y)
+        console.print(f"torch.compile of the view, first PGD call included: "
+                      f"{time.perf_counter() - t0:.1f} s")
+        paths["robench pgd, fp32, view compiled (compile time not counted)"] = (
+            lambda: ours(compiled, x, y))
     if slow_bf16(device) is None:
         paths["plain PGD loop, bf16 autocast + channels-last"] = lambda: plain_pgd(
             net, x, y, bf16=True)

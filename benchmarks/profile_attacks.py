@@ -23,11 +23,11 @@ import time
 from collections import defaultdict
 
 import torch
+from reference_model import cifar, trained_resnet18
 from rich.console import Console
 from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
 
-from reference_model import cifar, trained_resnet18
 from robench.attacks import create_attack
 from robench.attacks.view import InPrecision, attack_view
 from robench.config import TrainConfig
@@ -35,9 +35,11 @@ from robench.defenses import StepContext, resolve_defense
 from robench.runtime import autocast
 from robench.training import make_optimizer
 
+# Matched in this order: a name is in the first group with a key it equals or starts with
+# followed by "_" or ".", so convolution_backward must be tried before convolution.
 GROUPS = [
+    ("conv backward", ("convolution_backward", "mkldnn_convolution_backward")),
     ("conv forward", ("convolution", "conv2d", "mkldnn_convolution", "_convolution")),
-    ("conv backward", ("convolution_backward",)),
     ("batchnorm", ("batch_norm",)),
     ("relu + backward", ("relu", "threshold_backward", "clamp_min")),
     ("dtype/layout copies", ("_to_copy", "copy_", "contiguous", "clone", "to")),
@@ -91,7 +93,8 @@ def pgd_paths(model, x, y):
 
 
 def pgd_at_paths(model, x, y):
-    objective = resolve_defense("pgd-at", eps=8 / 255).objective
+    objective = resolve_defense("pgd-at", {"pgd-at": {"eps": 8 / 255, "step_size": 2 / 255,
+                                                   "steps": 10}}).objective
     for precision in precisions():
         fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
         net = trained_resnet18().to(memory_format=fmt).train()
@@ -140,11 +143,13 @@ def main() -> None:
     for col in ("path", "wall s", *columns):
         table.add_column(col, justify="right")
     tops = []
+    console = Console(width=200)
     for label, fn in paths:
         wall, shares, top = profiled(fn)
-        table.add_row(label, f"{wall:.2f}", *(f"{shares.get(c, 0):.0f}" for c in columns))
+        row = [label, f"{wall:.2f}", *(f"{shares.get(c, 0):.0f}" for c in columns)]
+        table.add_row(*row)
         tops.append((label, top))
-    console = Console(width=200)
+        console.print(" | ".join(row), highlight=False)  # as each finishes
     console.print(table)
     for label, top in tops:
         console.print(f"{label}: " + ", ".join(f"{k.removeprefix('aten::')} {v:.0f}%"
