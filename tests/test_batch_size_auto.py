@@ -35,35 +35,37 @@ def _linear_inputs(n=8):
         torch.randint(0, 10, (n,))
 
 
-def _choose(n_points, free_mib, per_point_mib=1.0, **kwargs):
-    net, x, y = _linear_inputs()
-    original = auto.step_bytes_per_point
-    try:
-        auto.step_bytes_per_point = lambda *a: int(per_point_mib * MiB)
+@pytest.fixture
+def choose(monkeypatch):
+    """choose_batch_size with a stated cost per point and a stated free memory, in MiB."""
+
+    def run(n_points, free_mib, per_point_mib=1.0, **kwargs):
+        net, x, y = _linear_inputs()
+        monkeypatch.setattr(auto, "step_bytes_per_point", lambda *a: int(per_point_mib * MiB))
         return auto.choose_batch_size(net, x, y, n_points, free=lambda d: free_mib * MiB,
                                       **kwargs)
-    finally:
-        auto.step_bytes_per_point = original
+
+    return run
 
 
-def test_the_choice_is_the_largest_power_of_two_within_half_the_free_memory():
+def test_the_choice_is_the_largest_power_of_two_within_half_the_free_memory(choose):
     # 1 MiB per point, 300 MiB free: 150 MiB may be used, so 128 points, not 256.
-    assert _choose(1000, 300).batch_size == 128
-    assert _choose(1000, 1024).batch_size == 512
+    assert choose(1000, 300).batch_size == 128
+    assert choose(1000, 1024).batch_size == 512
     # All the points, when they fit: a batch of 360, not 256.
-    assert _choose(360, 1024).batch_size == 360
+    assert choose(360, 1024).batch_size == 360
     # Never more than MAX_BATCH, however much memory is free.
-    assert _choose(100_000, 10**7, per_point_mib=0.001).batch_size == auto.MAX_BATCH
+    assert choose(100_000, 10**7, per_point_mib=0.001).batch_size == auto.MAX_BATCH
 
 
-def test_a_batch_that_runs_out_of_memory_for_real_is_halved_until_one_fits():
+def test_a_batch_that_runs_out_of_memory_for_real_is_halved_until_one_fits(choose):
     tried = []
 
     def trial(search, x, y, batch):
         tried.append(batch)
         return batch <= 64  # a device that fails above 64 points, whatever the estimate
 
-    choice = _choose(1000, 10_000, trial=trial, confirm=True)
+    choice = choose(1000, 10_000, trial=trial, confirm=True)
     assert choice.batch_size == 64
     assert tried == [1000, 512, 256, 128, 64]
 
@@ -78,10 +80,10 @@ def test_an_out_of_memory_error_in_the_trial_means_it_does_not_fit(monkeypatch):
     assert auto._fits_on_device(net, x, y, 4) is False
 
 
-def test_when_not_even_one_point_fits_the_error_says_how_much_is_needed():
+def test_when_not_even_one_point_fits_the_error_says_how_much_is_needed(choose):
     with pytest.raises(UserError, match=r"one point needs about 512 MiB for an attack step "
                                         r"and 100 MiB are free"):
-        _choose(1000, 100, per_point_mib=512)
+        choose(1000, 100, per_point_mib=512)
 
 
 def test_the_estimate_counts_what_autograd_saves_per_point():

@@ -176,7 +176,7 @@ def eval_(
     _print_eval(target.label, outcomes)
 
 
-def _number(batch_size: str) -> int:
+def _corruption_batch_size(batch_size: str) -> int:
     """The corruption evaluation takes no gradients, so it has no `auto` to choose."""
     value = batch_size_arg(batch_size)
     if value == "auto":
@@ -204,7 +204,7 @@ def _eval_corruptions(args: dict[str, Any]) -> None:
                            severities=parse_severities(args["severities"]),
                            n_examples=n_examples_arg(args["n_examples"], None),
                            all_examples=(args["n_examples"] or "").strip().lower() == "all",
-                           seed=args["seed"], batch_size=_number(args["batch_size"]),
+                           seed=args["seed"], batch_size=_corruption_batch_size(args["batch_size"]),
                            precision=args["precision"].value, device=args["device"],
                            premade=not args["generated"]).validate()
     target = target_of(args["run"], args["model"], args["weights"], args["dataset"],

@@ -110,11 +110,11 @@ def choose_batch_size(search: nn.Module, x: torch.Tensor, y: torch.Tensor, n_poi
                       *, free: Callable[[torch.device], int] = free_memory,
                       trial: Callable[..., bool] = _fits_on_device,
                       confirm: bool | None = None) -> Choice:
-    """The largest batch of the ladder that fits (see the module docstring). `confirm`:
-    try each candidate for real (default: on a GPU only)."""
+    """The largest batch of the ladder for `n_points` that fits (see the module docstring),
+    measured on the probe points x, y (a few of the evaluated ones, PROBE_POINTS say).
+    `confirm`: try each candidate for real (default: on a GPU only)."""
     confirm = x.device.type == "cuda" if confirm is None else confirm
-    probe_x, probe_y = x[:PROBE_POINTS], y[:PROBE_POINTS]
-    per_point = step_bytes_per_point(search, probe_x, probe_y)
+    per_point = step_bytes_per_point(search, x, y)
     available = free(x.device)
     fitting = [b for b in _ladder(n_points) if b * per_point <= BUDGET * available]
     if not fitting:
@@ -122,7 +122,7 @@ def choose_batch_size(search: nn.Module, x: torch.Tensor, y: torch.Tensor, n_poi
                         f"MiB for an attack step and {available / 2**20:.0f} MiB are free; "
                         f"free memory or evaluate on another device.")
     for batch in fitting:
-        if not confirm or trial(search, probe_x, probe_y, batch):
+        if not confirm or trial(search, x, y, batch):
             return Choice(batch, per_point, available)
     raise UserError(f"--batch-size auto: even a batch of 1 ran out of memory on {x.device}; "
                     f"free memory or evaluate on another device.")
