@@ -21,7 +21,7 @@ from robench.cli.options import (
     n_examples_arg,
     target_of,
 )
-from robench.cli.output import stderr, stdout, user_errors
+from robench.cli.output import shell_path, stderr, stdout, suggest, user_errors
 from robench.errors import UserError
 
 # robench.api and the packages below it are imported inside the command, so that
@@ -174,6 +174,12 @@ def eval_(
         sys.stdout.write(json.dumps([o.record.to_dict() for o in outcomes], indent=2) + "\n")
         return
     _print_eval(target.label, outcomes)
+    _suggest_report(target)
+
+
+def _suggest_report(target) -> None:
+    """`robench report` over the folder of runs the record went into."""
+    suggest(f"robench report {shell_path(target.evals_dir.parent.parent)}")
 
 
 def _corruption_batch_size(batch_size: str) -> int:
@@ -217,6 +223,7 @@ def _eval_corruptions(args: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps([outcome.record.to_dict()], indent=2) + "\n")
         return
     _print_corruptions(target.label, outcome)
+    _suggest_report(target)
 
 
 def _print_corruptions(label: str, outcome) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -70,3 +71,21 @@ def user_errors(fn):
             fail(exc.message if isinstance(exc, Interrupted) else "interrupted.", 130)
 
     return wrapper
+
+
+def shell_path(path: str | Path) -> str:
+    """A path as a user would type it in the next command: relative to the working directory
+    when it is below it, quoted for the shell where it needs to be."""
+    import shlex
+
+    path = Path(path)
+    try:
+        path = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    return shlex.quote(str(path) or ".")
+
+
+def suggest(command: str) -> None:
+    """The command a user runs next, on stderr so that stdout stays the result."""
+    stderr.print(f"next: {command}", highlight=False, soft_wrap=True)

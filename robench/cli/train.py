@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from robench.cli.options import Precision, flag_layer, int_list
-from robench.cli.output import stderr, stdout, user_errors
+from robench.cli.output import shell_path, stderr, stdout, suggest, user_errors
 from robench.errors import UserError
 
 # robench.api and the packages below it are imported inside the command, so that
@@ -224,3 +224,5 @@ def _print_summary(result) -> None:
         table.add_row("warning", "[red]catastrophic overfitting detected (see metrics.jsonl)")
     table.add_row("test accuracy", _percent(s["test_acc"]))
     stdout.print(table)
+    suggest(f"robench eval {shell_path(result.run_dir)}")
+

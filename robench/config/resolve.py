@@ -59,7 +59,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     require(v.every > 0, f"validation.every must be a positive integer, got {v.every}.")
     require(v.steps > 0, f"validation.steps must be a positive integer, got {v.steps}.")
     require(v.eps is None or 0 < v.eps <= 1, f"validation.eps must be in (0, 1], got {v.eps}.")
-    require(v.select in ("robust", "clean"),
+    require(v.select in (None, "robust", "clean"),
              f"validation.select {v.select!r} is not one of robust, clean.")
     return cfg
 

@@ -71,7 +71,9 @@ class ValidationConfig:
     attack: str = "pgd"
     steps: int = 10
     eps: float | None = None  # None: the defense's eps, else the dataset's standard Linf eps
-    select: str = "robust"  # what best.safetensors maximises: robust (then clean) or clean
+    # What best.safetensors maximises: robust (then clean) or clean accuracy. None: robust for
+    # a defense that trains on adversaries, clean for any other (filled in when resolved).
+    select: str | None = None
 
 
 @dataclass

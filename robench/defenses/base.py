@@ -65,6 +65,10 @@ class DefenseSpec:
     objective: Callable[[Any], Objective] | None = None
     objective_yields: bool = False
     configure_model: Callable[[Any, Any], Any] | None = None  # (params, ModelConfig) -> params
+    # Its objective trains on input-space adversaries: validation PGD accuracy is then what
+    # best.safetensors is chosen on by default; for any other objective PGD accuracy stays
+    # near 0 and says nothing, so the default is clean accuracy.
+    trains_adversary: bool = False
 
 
 def register_defense(name: str, description: str, *, params: type = NoParams,
@@ -72,10 +76,12 @@ def register_defense(name: str, description: str, *, params: type = NoParams,
                      objective: Callable | None = None,
                      objective_yields: bool = False,
                      configure_model: Callable | None = None,
-                     finetune_recipe: str | None = None) -> DefenseSpec:
+                     finetune_recipe: str | None = None,
+                     trains_adversary: bool = False) -> DefenseSpec:
     """Register a defense; `finetune_recipe` names the recipe `robench train --init` uses."""
     spec = DefenseSpec(params=params, transform=transform, objective=objective,
-                       objective_yields=objective_yields, configure_model=configure_model)
+                       objective_yields=objective_yields, configure_model=configure_model,
+                       trains_adversary=trains_adversary)
     parts = [("model options", configure_model), ("transform", transform),
              ("default objective" if objective_yields else "objective", objective)]
     meta = {"finetune_recipe": finetune_recipe} if finetune_recipe else {}
@@ -93,6 +99,12 @@ class Defense:
     transforms: list[Callable[[nn.Module], nn.Module]] = field(default_factory=list)
     objective: Objective | None = None
     objective_owner: str = "standard"
+    trains_adversary: bool = False  # the objective owner's (DefenseSpec.trains_adversary)
+
+    @property
+    def default_select(self) -> str:
+        """What best.safetensors maximises when validation.select is not given."""
+        return "robust" if self.trains_adversary else "clean"
 
     def params_dict(self) -> dict[str, dict[str, Any]]:
         return {name: asdict(p) for name, p in self.params.items()}
@@ -149,7 +161,8 @@ def resolve_defense(spec: str, overrides: dict[str, dict[str, Any]] | None = Non
     ]
     objective = specs[owners[0]].objective(params[owners[0]])
     return Defense(spec=spec, names=names, params=params, transforms=transforms,
-                   objective=objective, objective_owner=owners[0])
+                   objective=objective, objective_owner=owners[0],
+                   trains_adversary=specs[owners[0]].trains_adversary)
 
 
 def configure_model(defense: Defense, model_cfg: Any) -> None:

@@ -64,4 +64,5 @@ register_defense(
     "(Wong et al. 2020)",
     params=FastATParams,
     objective=FastATObjective,
+    trains_adversary=True,
 )

@@ -114,4 +114,5 @@ register_defense(
     "in its ball + KL to the clean point",
     params=LocalBallsParams,
     objective=LocalBallsObjective,
+    trains_adversary=True,
 )

@@ -151,4 +151,5 @@ register_defense(
     "Pang et al. 2021)",
     params=PGDATParams,
     objective=PGDATObjective,
+    trains_adversary=True,
 )

@@ -99,4 +99,5 @@ register_defense(
     "(Zhang et al. 2019)",
     params=TRADESParams,
     objective=TRADESObjective,
+    trains_adversary=True,
 )

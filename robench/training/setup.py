@@ -36,6 +36,8 @@ def resolve_config(layers: Sequence[dict[str, Any]]) -> tuple[TrainConfig, Defen
         trained = [p["eps"] for p in cfg.defenses.values() if p.get("eps") is not None]
         cfg.validation.eps = (trained[0] if trained
                               else default_eps(cfg.data.dataset, "Linf").value)
+    if cfg.validation.select is None:
+        cfg.validation.select = defense.default_select
     return cfg, defense
 
 
