@@ -26,7 +26,7 @@ from robench.evaluation import (
     merge_shards,
 )
 from robench.report import load_records, write_report
-from robench.targets import from_external, from_run
+from robench.targets import from_external, from_run, from_zoo
 from robench.training import (
     TrainResult,
     build_parts,
@@ -40,5 +40,5 @@ from robench.training import (
 __all__ = ["AttackOutcome", "CorruptionConfig", "CorruptionOutcome", "EvalConfig", "EvalOutcome",
            "Shard", "ShardOutcome", "Target", "TrainConfig", "TrainResult", "build_parts",
            "craft", "evaluate", "evaluate_corruptions", "evaluate_ranks", "from_external",
-           "from_run", "init_layer", "load_records", "load_run_model", "merge_shards",
+           "from_run", "from_zoo", "init_layer", "load_records", "load_run_model", "merge_shards",
            "resolve_config", "resume", "train", "write_report"]

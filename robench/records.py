@@ -91,8 +91,20 @@ class CorruptionResult:
 
 
 @dataclass
+class Published:
+    """A zoo model's accuracies as its leaderboard publishes them (RobustBench's model_info),
+    shown beside robench's own; never used to compute anything."""
+
+    clean_acc: float
+    robust_acc: float | None = None
+    metric: str = "autoattack"  # what robust_acc is: autoattack, or corruptions
+    eps: str = ""
+    source: str = ""
+
+
+@dataclass
 class ModelSource:
-    kind: str  # "run" or "external"
+    kind: str  # "run", "external" (a user's file) or "zoo" (a model zoo's entry)
     run_id: str | None = None
     checkpoint: str | None = None
     weights_sha256: str | None = None
@@ -103,6 +115,9 @@ class ModelSource:
     # A user model's code: sha256 over its file and the local modules it imported, so an
     # edited model is evaluated again instead of showing a stale record.
     file_sha256: str | None = None
+    zoo: str | None = None  # "robustbench" for kind "zoo"
+    zoo_dataset: str | None = None
+    zoo_threat: str | None = None
 
 
 @dataclass
@@ -180,6 +195,8 @@ class Record:
     # Points per batch and per seeded block (part of the protocol; --batch-size, or what
     # --batch-size auto chose). None in records written before it was recorded.
     batch_size: int | None = None
+    # A zoo model's published numbers (ModelSource.kind "zoo"), to set beside robench's.
+    published: Published | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

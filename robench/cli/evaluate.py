@@ -15,6 +15,7 @@ from robench.cli.options import (
     Checkpoint,
     Norm,
     Precision,
+    ZooOptions,
     attack_params,
     batch_size_arg,
     corruption_names,
@@ -64,7 +65,8 @@ def eval_(
                                      "autoattack]"),
     eps: list[str] = typer.Option(None, "--eps", help="Budget(s), e.g. 8/255 or 2/255,8/255 "
                                   "(one record each). \\[default: per dataset]"),
-    norm: Norm = typer.Option(Norm.linf, "--norm"),
+    norm: Norm = typer.Option(None, "--norm", help="Linf or L2. \\[default: a zoo model's "
+                              "--threat, else Linf]", show_default=False),
     n_examples: str = typer.Option(None, "--n-examples", "-n", help="Test points: the first "
                                    "N, or a stratified sample for class-ordered data; 'all'. "
                                    "\\[default: 1000, or all if fewer]"),
@@ -111,6 +113,22 @@ def eval_(
                              "\\[default: runs/external-<name>/evals]",
                              rich_help_panel="Your own model"),
     name: str = shared.NAME_OPT,
+    threat: str = typer.Option(None, "--threat", help="RobustBench threat model: Linf, L2 or "
+                               "corruptions. \\[default: corruptions with --attack corruptions, "
+                               "else Linf]", rich_help_panel="RobustBench's zoo"),
+    zoo_dataset: str = typer.Option(None, "--zoo-dataset", help="The zoo's dataset (cifar10, "
+                                    "cifar100, imagenet) when --dataset is an image folder.",
+                                    rich_help_panel="RobustBench's zoo"),
+    model_dir: Path = typer.Option(None, "--model-dir", help="RobustBench's checkpoint folder: "
+                                   "<dir>/<dataset>/<threat>/<name>.pt. \\[default: models]",
+                                   rich_help_panel="RobustBench's zoo"),
+    download: bool = typer.Option(False, "--download", help="Download a missing checkpoint "
+                                  "into --model-dir (RobustBench's Google Drive links).",
+                                  rich_help_panel="RobustBench's zoo"),
+    model_info: Path = typer.Option(None, "--model-info", help="A RobustBench checkout's "
+                                    "model_info folder, for the published accuracies beside "
+                                    "robench's. \\[default: ./model_info if present]",
+                                    rich_help_panel="RobustBench's zoo"),
     corruptions: str = typer.Option(None, "--corruptions", help="Comma-separated names, "
                                     "'benchmark' (the 15) or 'all' (with the 4 extra). "
                                     "\\[default: benchmark]", rich_help_panel="Corruptions"),
@@ -128,6 +146,12 @@ def eval_(
 
     load_all()
     attacks = attack or ["autoattack"]
+    zoo = ZooOptions(threat=threat, zoo_dataset=zoo_dataset, model_dir=model_dir,
+                     download=download, model_info=model_info)
+    if "corruptions" in attacks and threat is None:
+        zoo.threat = "corruptions"  # a zoo model of the corruptions leaderboard by default
+    if norm is None:
+        norm = Norm.l2 if zoo.threat == "L2" else Norm.linf
     if "corruptions" in attacks:
         _eval_corruptions(locals())
         return
@@ -156,7 +180,7 @@ def eval_(
         raise UserError(f"--shard {shard} and torchrun's {world.size} processes would both "
                         f"split the points; use one of them.")
     target = target_of(run, model, weights, dataset, data_dir, image_size, mean, std, out, name,
-                     checkpoint)
+                     checkpoint, zoo)
     if merge:
         outcomes = api.merge_shards(target, cfg, command=_command_without_merge())
     elif parsed is not None and not parsed.whole:
@@ -215,7 +239,7 @@ def _eval_corruptions(args: dict[str, Any]) -> None:
                            premade=not args["generated"]).validate()
     target = target_of(args["run"], args["model"], args["weights"], args["dataset"],
                      args["data_dir"], args["image_size"], args["mean"], args["std"],
-                     args["out"], args["name"], args["checkpoint"])
+                     args["out"], args["name"], args["checkpoint"], args["zoo"])
     reference = api.from_run(args["reference"]) if args["reference"] else None
     outcome = api.evaluate_corruptions(target, cfg, reference=reference, quiet=args["quiet"],
                                    force=args["force"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -119,10 +120,22 @@ def param_names(attack: str) -> set[str]:
     return {f.name for f in dataclasses.fields(ATTACKS.get(attack).params_cls)}
 
 
+@dataclasses.dataclass
+class ZooOptions:
+    """`eval`'s options for --model robustbench:<name> (other commands take the defaults)."""
+
+    threat: str | None = None  # None: Linf
+    zoo_dataset: str | None = None
+    model_dir: Path | None = None
+    download: bool = False
+    model_info: Path | None = None
+
+
 def target_of(run, model, weights, dataset, data_dir, image_size, mean, std, out, name,
-              checkpoint):
+              checkpoint, zoo: ZooOptions | None = None):
     """The Target a command runs on: a run directory, or --model with its dataset."""
     from robench import api
+    from robench.targets.zoo import is_zoo_spec
 
     if run is not None and model is not None:
         raise UserError("give either a run directory or --model, not both.")
@@ -131,18 +144,36 @@ def target_of(run, model, weights, dataset, data_dir, image_size, mean, std, out
                             ("--std", std), ("--out", out)):
             if value is not None:
                 raise UserError(f"{flag} goes with --model; a run directory brings its own.")
+        if zoo is not None and zoo not in (ZooOptions(), ZooOptions(threat="corruptions")):
+            raise UserError("--threat, --zoo-dataset, --model-dir, --download and --model-info "
+                            "go with --model robustbench:<name>, not a run directory.")
         return api.from_run(run, checkpoint.value if checkpoint else "final")
     if model is None:
         raise UserError("give a run directory (e.g. runs/<run-id>) or --model file.py:factory.")
     if dataset is None:
         raise UserError("--model needs --dataset, e.g. --dataset cifar10.")
+    if is_zoo_spec(model):
+        for flag, value in (("--mean", mean), ("--std", std), ("--name", name)):
+            if value is not None:
+                raise UserError(f"{flag} is not for a zoo model: RobustBench's models take "
+                                f"[0, 1] images and are named by the zoo.")
+        z = zoo or ZooOptions()
+        return api.from_zoo(model, dataset=dataset, threat=z.threat or "Linf",
+                            zoo_dataset=z.zoo_dataset,
+                            weights=weights, model_dir=z.model_dir, download=z.download,
+                            model_info=z.model_info, data_dir=data_dir,
+                            image_size=image_size, out=out)
+    if zoo is not None and zoo not in (ZooOptions(), ZooOptions(threat="corruptions")):
+        raise UserError("--threat, --zoo-dataset, --model-dir, --download and --model-info "
+                        "go with --model robustbench:<name>.")
     return api.from_external(model, weights=weights, dataset=dataset, data_dir=data_dir,
                                  image_size=image_size, mean=floats(mean, "--mean"),
                                  std=floats(std, "--std"), out=out, name=name)
 
 
 RUN_ARG = typer.Argument(None, help="A run directory, e.g. runs/<run-id>.", show_default=False)
-MODEL_OPT = typer.Option(None, "--model", help="Your own model: path/to/file.py:factory.",
+MODEL_OPT = typer.Option(None, "--model", help="Your own model, path/to/file.py:factory, "
+                         "or a RobustBench zoo model, robustbench:<name>.",
                           rich_help_panel="Your own model")
 WEIGHTS_OPT = typer.Option(None, "--weights", help="State dict for --model: .safetensors or "
                             ".pt (loaded with weights_only=True).",

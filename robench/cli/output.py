@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from robench.errors import Interrupted, Preempted, RobenchWarning, UserError
 from robench.preemption import pass_on
@@ -29,7 +30,8 @@ class State:
 
 def _show(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, RobenchWarning):
-        stderr.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        stderr.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False,
+                     soft_wrap=True)
     else:
         _show.plain(message, category, filename, lineno, file, line)
 
@@ -43,7 +45,8 @@ def print_warnings() -> None:
 
 
 def fail(message: str, code: int) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message may hold brackets that are not markup, e.g. pip install 'robench[x]'
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -61,7 +64,7 @@ def user_errors(fn):
                 raise
             fail(str(exc), 2)
         except Preempted as exc:  # a scheduler's signal, taken at a safe point
-            stderr.print(f"[bold red]stopped:[/] {exc.message}", highlight=False,
+            stderr.print(f"[bold red]stopped:[/] {escape(exc.message)}", highlight=False,
                          soft_wrap=True)
             pass_on(exc.signum)  # to submitit's handler, or the default: the process ends
             raise typer.Exit(128 + exc.signum) from None
@@ -88,4 +91,4 @@ def shell_path(path: str | Path) -> str:
 
 def suggest(command: str) -> None:
     """The command a user runs next, on stderr so that stdout stays the result."""
-    stderr.print(f"next: {command}", highlight=False, soft_wrap=True)
+    stderr.print(f"next: {escape(command)}", highlight=False, soft_wrap=True)

@@ -129,6 +129,10 @@ def train(
                               "this run, on its dataset and architecture (with advbn: the "
                               "recipe advbn-finetune unless --recipe is given).",
                               rich_help_panel="Config"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write each epoch's "
+                                     "metrics as TensorBoard events in <run>/tensorboard "
+                                     "(pip install 'robench[tensorboard]').",
+                                     rich_help_panel="Runtime"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     from robench import api, distributed
@@ -165,7 +169,7 @@ def train(
     world = distributed.world_from_env()
     with distributed.process_group(world, device or "auto"):
         if resume is not None:
-            result = api.resume(resume, layers, quiet=quiet)
+            result = api.resume(resume, layers, quiet=quiet, tensorboard=tensorboard)
         else:
             cfg, _ = api.resolve_config(layers)
             finetune = (_finetune_recipe(cfg.defense) if init is not None and recipe is None
@@ -174,7 +178,7 @@ def train(
                 from robench.recipes import recipe_layer
 
                 cfg, _ = api.resolve_config([layers[0], recipe_layer(finetune), *layers[1:]])
-            result = api.train(cfg, out=out, quiet=quiet)
+            result = api.train(cfg, out=out, quiet=quiet, tensorboard=tensorboard)
     if world.main:
         _print_summary(result)
 

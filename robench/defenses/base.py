@@ -85,6 +85,8 @@ def register_defense(name: str, description: str, *, params: type = NoParams,
     parts = [("model options", configure_model), ("transform", transform),
              ("default objective" if objective_yields else "objective", objective)]
     meta = {"finetune_recipe": finetune_recipe} if finetune_recipe else {}
+    if objective is not None and not objective_yields:  # what best.safetensors is chosen on
+        meta["best_on"] = "val PGD" if trains_adversary else "val clean"
     DEFENSES.add(name, spec, description, parts=", ".join(p for p, f in parts if f), **meta)
     return spec
 

@@ -240,4 +240,4 @@ def _record(target, cfg: CorruptionConfig, key: str, selection: Selection,
         robust_ci95=wilson_interval(mean_ok, n), clean_ci95=wilson_interval(clean_ok, n),
         per_attack=[], flags=[], notes=notes, seconds=round(seconds, 3), device=str(device),
         precision=cfg.precision, seed=cfg.seed, architecture=target.source.arch,
-        corruptions=result)
+        corruptions=result, published=getattr(target, "published", None))

@@ -95,4 +95,5 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
         verdict=Verdict(rule="every-draw" if stochastic else "one-pass", draws=draws,
                         mean_clean_acc=mean_clean),
         sanity=sanity_result, cost=cost, batch_size=cfg.batch_size,
+        published=getattr(target, "published", None),
     )

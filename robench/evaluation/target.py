@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from robench.data import DatasetInfo, Split
-from robench.records import ModelSource
+from robench.records import ModelSource, Published
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Target:
     evals_dir: Path  # where records go
     label: str  # the name shown in tables
     data_dir: str | None = None  # where pre-made corrupted test sets are looked for
+    published: Published | None = None  # a zoo model's leaderboard numbers, for the record
 
     @property
     def adv_dir(self) -> Path:

@@ -35,7 +35,16 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "train s": ["–" if pd.isna(s) else f"{s:.1f}" for s in table["train_seconds"]],
         "train MiB": ["–" if pd.isna(b) else f"{b / 2**20:.0f}"
                       for b in table["train_peak_memory"]],
-        "flags": table["flags"].replace("", "–")})
+        "flags": table["flags"].replace("", "–"),
+        **_published(table)})
+
+
+def _published(table: pd.DataFrame) -> dict[str, list[str]]:
+    """A zoo model's leaderboard numbers beside robench's, when any row has them."""
+    if not table["published_clean"].notna().any():
+        return {}
+    return {"published clean": table["published_clean"].map(pct).tolist(),
+            "published AA": table["published_robust"].map(pct).tolist()}
 
 
 def display_seeds(agg: pd.DataFrame) -> pd.DataFrame:
@@ -46,7 +55,12 @@ def display_seeds(agg: pd.DataFrame) -> pd.DataFrame:
         "defense": agg["defense"], "arch": agg["arch"], "config": agg["config"],
         "seeds": agg["seeds"], "n_seeds": agg["n_seeds"].astype(str),
         "clean (mean ± std)": mean_std(agg["clean_mean"], agg["clean_std"]),
-        "robust (mean ± std)": mean_std(agg["robust_mean"], agg["robust_std"])})
+        "robust (mean ± std)": mean_std(agg["robust_mean"], agg["robust_std"]),
+        "robust per seed": [" / ".join(f"{100 * x:.1f}" for x in xs)
+                            for xs in agg["robust_by_seed"]],
+        "spread": [f"{100 * (hi - lo):.1f}" for lo, hi in zip(agg["robust_min"],
+                                                             agg["robust_max"], strict=True)],
+        "AutoAttack (mean ± std)": mean_std(agg["autoattack_mean"], agg["autoattack_std"])})
 
 
 def display_pivot(piv: pd.DataFrame) -> pd.DataFrame:

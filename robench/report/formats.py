@@ -15,6 +15,7 @@ import pandas as pd
 from robench.atomic import atomic_write_json, atomic_write_text
 from robench.errors import UserError
 from robench.report import corruptions as rc
+from robench.report.curves import training_curves
 from robench.report.display import (
     display,
     display_pivot,
@@ -28,6 +29,9 @@ from robench.report.plots import heat_maps, plots
 from robench.report.tables import LEGEND, aggregate_seeds, leaderboard, pivot
 
 FORMATS = ("md", "csv", "html", "json", "png")
+SEEDS_TITLE = "Runs that differ only in the seed"
+SEEDS_LEGEND = ("mean ± sample standard deviation over the seeds (ddof 1); robust per seed "
+                "in the order of the seeds; spread: highest minus lowest seed, in points.")
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -44,12 +48,12 @@ def _sections(tables: dict, corruption_tables: dict | None = None
     """Per table: its heading and (title, display frame) parts, shared by md and html."""
     out = []
     for key, table in tables.items():
-        parts = [("", display(table)),
-                 ("Best robust accuracy by defense and architecture",
-                  display_pivot(pivot(table)))]
+        parts = [("", display(table))]
         agg = aggregate_seeds(table)
         if (agg["n_seeds"] > 1).any():
-            parts.append(("Runs that differ only in the seed", display_seeds(agg)))
+            parts.append((SEEDS_TITLE, display_seeds(agg)))
+        parts.append(("Best robust accuracy by defense and architecture",
+                      display_pivot(pivot(table))))
         out.append((heading(key, table), parts))
     out += [(rc.heading(key), [("", rc.display(table))])
             for key, table in (corruption_tables or {}).items()]
@@ -69,6 +73,8 @@ def _markdown(loaded: LoadedRecords, sections) -> str:
             lines += ([f"### {sub}", ""] if sub else []) + [_markdown_table(frame), ""]
             if not sub:
                 lines += [_legend(title), ""]
+            elif sub == SEEDS_TITLE:
+                lines += [SEEDS_LEGEND, ""]
     return "\n".join(lines)
 
 
@@ -123,7 +129,8 @@ def write_report(loaded: LoadedRecords, out: Path,
     """Write the report in each format under `out`; returns the paths written.
 
     md: report.md; csv: <dataset>-<norm>-<eps slug>.csv per table (read back with read_csv);
-    html: report.html; json: model_info/<dataset>/<norm>/<run>.json; png: plots.
+    html: report.html; json: model_info/<dataset>/<norm>/<run>.json; png: plots, and the
+    training curves of each run in curves/<run>.png.
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -162,5 +169,6 @@ def write_report(loaded: LoadedRecords, out: Path,
                     folder /= f"eps-{slug(table.attrs.get('eps_text', f'{key[2]:g}'))}"
                 written += [_write_json(p, info) for p, info in _model_infos(key, table, folder)]
         elif fmt == "png":
-            written += plots(loaded, tables, out) + heat_maps(corruption_tables, out)
+            written += (plots(loaded, tables, out) + heat_maps(corruption_tables, out)
+                        + training_curves(loaded, out))
     return written

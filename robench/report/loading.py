@@ -92,6 +92,8 @@ def model_id(r: Record) -> tuple:
     m = r.model
     if m.kind == "run":
         return ("run", m.run_id, m.checkpoint or FINAL_WEIGHTS)
+    if m.kind == "zoo":
+        return ("zoo", m.zoo, m.zoo_dataset, m.zoo_threat, m.arch, m.weights_sha256)
     return ("external", m.file, m.factory, m.weights_sha256)
 
 
@@ -139,13 +141,16 @@ def load_records(paths: Sequence[str | Path]) -> LoadedRecords:
 
 
 def model_names(items: list[tuple[Record, Path]]) -> dict[tuple, str]:
-    """Run ids (with @best for the best checkpoint), external-<name>; clashes get a hash."""
+    """Run ids (with @best for the best checkpoint), external-<name>, robustbench:<name>;
+    clashes get a hash."""
     base = {}
     for r, _ in items:
         mid = model_id(r)
         if r.model.kind == "run":
             ckpt = Path(mid[2]).stem
             base[mid] = r.model.run_id + ("" if mid[2] == FINAL_WEIGHTS else f"@{ckpt}")
+        elif r.model.kind == "zoo":
+            base[mid] = f"{r.model.zoo}:{r.model.arch}"
         else:
             base[mid] = f"external-{r.model.arch or Path(r.model.file or 'model').stem}"
     counts = Counter(base.values())

@@ -29,13 +29,14 @@ from robench.report.worst_case import autoattack_accuracy, worst_case
 
 COLUMNS = ["rank", "defense", "arch", "clean", "robust", "ci_low", "ci_high", "attacks", "n",
            "flags", "precision", "autoattack", "train_seconds", "train_peak_memory", "seed",
-           "run", "overlaps_leader", "config"]
+           "run", "overlaps_leader", "config", "published_clean", "published_robust"]
 # What pandas.read_csv needs to give a leaderboard CSV back exactly (see read_csv below).
 CSV_DTYPES = {"rank": "int64", "defense": "str", "arch": "str", "clean": "float64",
               "robust": "float64", "ci_low": "float64", "ci_high": "float64", "attacks": "str",
               "n": "int64", "flags": "str", "precision": "str", "autoattack": "float64",
               "train_seconds": "float64", "train_peak_memory": "float64", "seed": "Int64",
-              "run": "str", "overlaps_leader": "bool", "config": "str"}
+              "run": "str", "overlaps_leader": "bool", "config": "str",
+              "published_clean": "float64", "published_robust": "float64"}
 OVERLAP = "≈"
 LEGEND = (f"robust: the per-point worst case over every record of the model on the same "
           f"points (attacks joined by '&'), or the lowest where points differ; AutoAttack: "
@@ -88,6 +89,7 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
             r, path = est.records[0]
             seconds, peak, seed, config = run_meta(path, r, cache)
             aa = autoattack_accuracy(items)
+            pub = next((x.published for x, _ in items if x.published is not None), None)
             rows.append({
                 "rank": 0, "defense": r.model.defense or "", "arch": r.architecture
                 or r.model.arch or "", "clean": est.clean, "robust": est.robust,
@@ -95,7 +97,10 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
                 "n": est.n, "flags": "; ".join(est.flags), "precision": est.precision,
                 "autoattack": math.nan if aa is None else aa, "train_seconds": seconds,
                 "train_peak_memory": peak, "seed": seed, "run": names[mid],
-                "overlaps_leader": False, "config": config or f"model:{names[mid]}"})
+                "overlaps_leader": False, "config": config or f"model:{names[mid]}",
+                "published_clean": math.nan if pub is None else pub.clean_acc,
+                "published_robust": math.nan if pub is None or pub.robust_acc is None
+                else pub.robust_acc})
         tables[key] = rank(pd.DataFrame(rows, columns=COLUMNS).astype(CSV_DTYPES))
         tables[key].attrs.update(dataset=key[0], norm=key[1], eps=key[2],
                                  eps_text=r.eps_text)  # as written by the user, e.g. 8/255
@@ -113,12 +118,18 @@ def rank(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
-    """Runs that differ only in their seed, as mean and sample std (ddof=1; NaN for one)."""
-    grouped = table.groupby(["defense", "arch", "config"], sort=False)
+    """Runs that differ only in their seed, as mean and sample std (ddof=1; NaN for one),
+    with the spread: the lowest and highest seed, and each seed's robust accuracy."""
+    ordered = table.sort_values("seed", kind="mergesort")
+    grouped = ordered.groupby(["defense", "arch", "config"], sort=False)
     out = grouped.agg(clean_mean=("clean", "mean"), clean_std=("clean", "std"),
                       robust_mean=("robust", "mean"), robust_std=("robust", "std"),
+                      robust_min=("robust", "min"), robust_max=("robust", "max"),
+                      autoattack_mean=("autoattack", "mean"),
+                      autoattack_std=("autoattack", "std"),
                       n_seeds=("run", "size"),
-                      seeds=("seed", lambda s: ",".join(map(str, sorted(s.dropna())))))
+                      seeds=("seed", lambda s: ",".join(map(str, s.dropna()))),
+                      robust_by_seed=("robust", lambda s: list(s)))
     return out.reset_index().sort_values(["robust_mean", "clean_mean"], ascending=False,
                                          kind="mergesort", ignore_index=True)
 
@@ -132,5 +143,6 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     """A leaderboard CSV back as the frame written (dtypes CSV_DTYPES, empty flags stay "")."""
     return pd.read_csv(path, dtype=CSV_DTYPES, keep_default_na=False,
                        na_values={"train_seconds": [""], "train_peak_memory": [""],
-                                  "seed": [""], "autoattack": [""]},
+                                  "seed": [""], "autoattack": [""],
+                                  "published_clean": [""], "published_robust": [""]},
                        **_EXACT_FLOATS)

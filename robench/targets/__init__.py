@@ -2,7 +2,8 @@
 
 Either way the result is the same bundle, a robench.evaluation.target.Target (a model taking
 [0, 1] images, the test split, and where its records go), so `attack` and `eval` need not know
-where a model came from. `external` loads a user's model file and weights.
+where a model came from. `external` loads a user's model file and weights, `zoo` a model of
+RobustBench's zoo.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from robench.errors import UserError
 from robench.evaluation.target import Target
 from robench.records import EVALS, ModelSource
 from robench.targets.external import check_output_shape, load_external_model, sha256
+from robench.targets.zoo import PREFIX as ZOO_PREFIX
+from robench.targets.zoo import is_zoo_spec, load_zoo_model
 from robench.training.setup import rebuild_run
 
-__all__ = ["CHECKPOINTS", "Target", "from_external", "from_run"]
+__all__ = ["CHECKPOINTS", "ZOO_PREFIX", "Target", "from_external", "from_run", "from_zoo",
+           "is_zoo_spec"]
 
 CHECKPOINTS = {"final": runs.MODEL, "best": runs.BEST}
 
@@ -49,3 +53,25 @@ def from_external(spec: str, *, weights: str | Path | None, dataset: str,
     evals_dir = Path(out) if out is not None else Path("runs") / label / EVALS
     return Target(model=ext.model, info=splits.info, test=splits.test, source=source,
                   evals_dir=evals_dir, label=label, data_dir=data_dir)
+
+
+def from_zoo(spec: str, *, dataset: str, threat: str = "Linf", zoo_dataset: str | None = None,
+             weights: str | Path | None = None, model_dir: str | Path | None = None,
+             download: bool = False, model_info: str | Path | None = None,
+             data_dir: str | None = None, image_size: int | None = None,
+             out: str | Path | None = None) -> Target:
+    """A RobustBench zoo model on `dataset` (cifar10, cifar100, or an image folder with
+    `zoo_dataset` naming the zoo's dataset); records go to runs/robustbench-<...>/evals."""
+    zoo_dataset = zoo_dataset or dataset
+    zoo = load_zoo_model(spec, dataset=zoo_dataset, threat=threat, weights=weights,
+                         model_dir=model_dir, download_missing=download, model_info=model_info)
+    splits = load_dataset(dataset, data_dir=data_dir, image_size=image_size)
+    check_output_shape(zoo.model, to_float(splits.test.x[:2]), splits.info.num_classes, spec)
+    source = ModelSource(kind="zoo", zoo="robustbench", zoo_dataset=zoo.dataset,
+                         zoo_threat=zoo.threat, checkpoint=zoo.checkpoint,
+                         weights_sha256=zoo.weights_sha256, arch=zoo.name,
+                         defense="robustbench")
+    label = f"robustbench-{zoo.dataset}-{zoo.threat}-{zoo.name}"
+    evals_dir = Path(out) if out is not None else Path("runs") / label / EVALS
+    return Target(model=zoo.model, info=splits.info, test=splits.test, source=source,
+                  evals_dir=evals_dir, label=label, data_dir=data_dir, published=zoo.published)

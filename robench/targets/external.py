@@ -115,7 +115,10 @@ def _torch_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def load_state_dict(path: Path, nested: tuple[str, ...] = ("state_dict",)
+                    ) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; a checkpoint that keeps them under one of `nested`
+    (a training script's {'state_dict': ...}) is opened."""
     if not path.is_file():
         raise UserError(f"weights file {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
@@ -138,8 +141,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"weights file {str(path)!r} was refused: it is not a plain state dict "
                         f"loadable with weights_only=True ({first[:160]}).") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    for key in nested:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                               for v in state.values()):
         raise UserError(f"weights file {str(path)!r} does not hold a state dict of tensors.")

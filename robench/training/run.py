@@ -31,6 +31,7 @@ from robench.training.engine import EpochCallback, fit
 from robench.training.environment import environment
 from robench.training.parallel import check_parallel
 from robench.training.setup import build_parts, resolve_config
+from robench.training.tensorboard import TensorBoardScalars, require_tensorboard
 
 
 @dataclass
@@ -53,8 +54,13 @@ def _world(cfg_world_size: int) -> World:
 
 
 def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
-          callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
-    """Train a new run of `cfg` under `out` and return where it is and how it did."""
+          callbacks: Sequence[EpochCallback] = (), tensorboard: bool = False) -> TrainResult:
+    """Train a new run of `cfg` under `out` and return where it is and how it did.
+
+    `tensorboard` also writes each epoch's metrics as TensorBoard events in the run directory
+    (robench.training.tensorboard); for a run already complete, from its metrics.jsonl."""
+    if tensorboard:
+        require_tensorboard()
     world = _world(cfg.runtime.world_size)
     cfg.runtime.world_size = world.size
     cfg, defense = resolve_config([cfg.to_dict()])
@@ -62,6 +68,8 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
     run_dir = Path(out) / rid
     if run_dir.exists():
         if runs.is_complete(run_dir):
+            if tensorboard and distributed.current().main:
+                _events_from_metrics(run_dir)
             return TrainResult(run_dir=run_dir, run_id=rid, config=cfg,
                                summary=runs.read_env(run_dir)["summary"], reused=True)
         raise UserError(f"run {str(run_dir)!r} with this config exists but did not finish; "
@@ -84,7 +92,17 @@ def train(cfg: TrainConfig, *, out: str | Path = "runs", quiet: bool = False,
         config_mod.dump_yaml(cfg, run_dir / runs.CONFIG)
         runs.write_env(run_dir, env)
     distributed.barrier()
-    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks, world)
+    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks, world,
+                tensorboard)
+
+
+def _events_from_metrics(run_dir: Path) -> None:
+    """TensorBoard events of a finished run, written from its metrics.jsonl."""
+    writer = TensorBoardScalars(run_dir)
+    try:
+        writer.write_all(runs.read_metrics(run_dir))
+    finally:
+        writer.close()
 
 
 def _world_fields(cfg: TrainConfig, world: World) -> dict[str, Any]:
@@ -97,12 +115,14 @@ def _world_fields(cfg: TrainConfig, world: World) -> dict[str, Any]:
 
 
 def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet: bool = False,
-           callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
+           callbacks: Sequence[EpochCallback] = (), tensorboard: bool = False) -> TrainResult:
     """Continue an interrupted run from its last finished epoch.
 
     `layers` are the overrides a user gave with `--resume` (flags, `--set`, `--config`); a run
     continues only with the config it started with, so any value that differs is refused.
     """
+    if tensorboard:
+        require_tensorboard()
     run_dir = runs.require_run(Path(run_dir))
     saved = config_mod.load_yaml(run_dir / runs.CONFIG)
     cfg, defense = resolve_config([saved])
@@ -133,13 +153,19 @@ def resume(run_dir: str | Path, layers: Sequence[dict[str, Any]] = (), *, quiet:
     distributed.barrier()  # every process has read the run before process 0 writes
     if world.main:
         runs.write_env(run_dir, env)
-    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks, world)
+    return _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks, world,
+                tensorboard)
 
 
 def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks,
-         world: World) -> TrainResult:
+         world: World, tensorboard: bool = False) -> TrainResult:
     reporter = EpochReporter(cfg.optim.epochs, quiet=quiet or not world.main)
     reset_peak(device)
+    events = None
+    if tensorboard and world.main:  # the epochs done before a resume, then each new one
+        events = TensorBoardScalars(run_dir)
+        events.write_all(runs.read_metrics(run_dir))
+        callbacks = [*callbacks, events]
 
     def write_env(**fields: Any) -> None:
         env.update(**fields)
@@ -193,6 +219,9 @@ def _run(cfg, defense, splits, model, run_dir, env, device, quiet, callbacks,
                             f"part of its config; run {run_dir.name} stays, marked failed)."
                             ) from None
         raise
+    finally:
+        if events is not None:
+            events.close()
     write_env(status="complete", ended=timestamp(), summary=summary)
     distributed.barrier()  # the run is complete on disk before any process returns
     return TrainResult(run_dir=run_dir, run_id=run_dir.name, config=cfg, summary=summary)
