@@ -200,7 +200,7 @@ def test_eval_corruptions_from_the_cli_prints_the_table_and_writes_the_record(di
                     "--severities", "1,5", "-n", "30", "--device", "cpu", "--force")
     assert result.exit_code == 0, result.output
     assert "fog" in result.stdout and "mean corruption accuracy" in result.stdout
-    path = result.stderr.split("record: ")[-1].strip()
+    path = result.stderr.split("record: ")[-1].splitlines()[0].strip()
     data = records.read(path)
     assert data.corruptions.corruptions == ["fog", "contrast"]
     assert data.corruptions.severities == [1, 5]

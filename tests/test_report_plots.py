@@ -130,3 +130,26 @@ def test_three_seeds_show_mean_std_each_seed_and_the_spread(tmp_path):
     text = md.read_text()
     assert "| 40.0 / 46.0 / 49.0 | 9.0 |" in text
     assert text.index("Runs that differ only in the seed") < text.index("Best robust accuracy")
+
+
+def add_corruption_record(run, mean_acc):
+    """A corruptions record with two corruptions at one severity, mean `mean_acc`."""
+    path = add_record(run, robust=50, clean=90)
+    data = json.loads(path.read_text())
+    data.update(norm="corruptions", eps=0.0, eps_text="s1", attacks=["corruptions"],
+                per_attack=[], robust_acc=mean_acc, autoattack_acc=None, points=None,
+                key=data["key"].replace("pgd", "corruptions"),
+                corruptions={"source": "generated", "corruptions": ["fog", "snow"],
+                             "severities": [1], "accuracy": {"fog": [mean_acc],
+                                                             "snow": [mean_acc]},
+                             "mean_acc": mean_acc})
+    path.write_text(json.dumps(data))
+
+
+def test_corruption_leaderboards_summarise_seeds_too(tmp_path):
+    for seed, acc in enumerate([0.80, 0.86, 0.83]):
+        add_corruption_record(make_run(tmp_path, f"s{seed}", seed=seed), acc)
+    (md,) = report.write_report(report.load_records([tmp_path]), tmp_path / "out", ["md"])
+    section = md.read_text().split("common corruptions")[1]
+    assert "Runs that differ only in the seed" in section
+    assert "| 83.0% ± 3.0 | 80.0 / 86.0 / 83.0 | 6.0 |" in section

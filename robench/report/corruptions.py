@@ -9,6 +9,7 @@ corruption x severity, per model (robench.report.plots).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,9 +18,11 @@ import pandas as pd
 from robench.records import CORRUPTIONS, Record
 from robench.report.display import pct, slug
 from robench.report.loading import created, model_id, model_names
+from robench.report.tables import run_meta
 
 BASE_COLUMNS = ["rank", "run", "defense", "arch", "clean", "mean_corruption_acc", "ci_low",
-                "ci_high", "mce", "relative_mce", "reference", "n", "source"]
+                "ci_high", "mce", "relative_mce", "reference", "n", "source", "seed", "config",
+                "published"]
 
 
 def corruption_records(loaded) -> list[tuple[Record, Path]]:
@@ -36,20 +39,24 @@ def corruption_tables(loaded) -> dict[tuple[str, str], pd.DataFrame]:
     items = corruption_records(loaded)
     for r, path in items:
         groups[(r.dataset, r.eps_text)][model_id(r)].append((r, path))
-    names = model_names(loaded.records)
+    names, cache = model_names(loaded.records), {}
     tables = {}
     for key in sorted(groups):
         rows, grids, order = [], {}, []
         for mid, found in groups[key].items():
-            r, _ = max(found, key=created)
+            r, path = max(found, key=created)
             c = r.corruptions
             run = names[mid]
+            _, _, seed, config = run_meta(path, r, cache)
+            published = r.published.robust_acc if r.published is not None else None
             row = {"rank": 0, "run": run, "defense": r.model.defense or "",
                    "arch": r.architecture or r.model.arch or "", "clean": r.clean_acc,
                    "mean_corruption_acc": r.robust_acc, "ci_low": r.robust_ci95[0],
                    "ci_high": r.robust_ci95[1], "mce": c.mce, "relative_mce": c.relative_mce,
                    "reference": c.reference or "", "n": r.selection.n_examples,
-                   "source": c.source.split(":")[0]}
+                   "source": c.source.split(":")[0], "seed": seed,
+                   "config": config or f"model:{run}",
+                   "published": math.nan if published is None else published}
             for name in c.corruptions:
                 accs = c.accuracy[name]
                 row[name] = sum(accs) / len(accs)
@@ -91,6 +98,8 @@ def display(table: pd.DataFrame, per_corruption: bool = True) -> pd.DataFrame:
                    for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "mCE": table["mce"].map(ratio), "rel. mCE": table["relative_mce"].map(ratio),
         "n": table["n"].astype(str)})
+    if table["published"].notna().any():  # a zoo model's leaderboard number beside robench's
+        out["published"] = table["published"].map(pct)
     for name in table.columns[len(BASE_COLUMNS):] if per_corruption else []:
         out[name] = table[name].map(pct)
     return out
@@ -102,3 +111,33 @@ LEGEND = ("Mean corruption accuracy: over every corruption and severity evaluate
           "without a reference. Per-corruption columns: mean accuracy over the severities. "
           "Generated corruptions are robench's implementation of the CIFAR-10-C recipe and "
           "compare with published numbers only through the pre-made files.")
+
+
+def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """Runs that differ only in their seed: mean corruption accuracy as mean ± sample std,
+    each seed's and the spread (like robench.report.tables.aggregate_seeds)."""
+    ordered = table.sort_values("seed", kind="mergesort")
+    grouped = ordered.groupby(["defense", "arch", "config"], sort=False)
+    out = grouped.agg(clean_mean=("clean", "mean"), clean_std=("clean", "std"),
+                      acc_mean=("mean_corruption_acc", "mean"),
+                      acc_std=("mean_corruption_acc", "std"),
+                      acc_min=("mean_corruption_acc", "min"),
+                      acc_max=("mean_corruption_acc", "max"), n_seeds=("run", "size"),
+                      seeds=("seed", lambda s: ",".join(map(str, s.dropna()))),
+                      acc_by_seed=("mean_corruption_acc", lambda s: list(s)))
+    return out.reset_index().sort_values(["acc_mean", "clean_mean"], ascending=False,
+                                         kind="mergesort", ignore_index=True)
+
+
+def display_seeds(agg: pd.DataFrame) -> pd.DataFrame:
+    def mean_std(mean, std):
+        return [pct(m) + ("" if pd.isna(s) else f" ± {100 * s:.1f}")
+                for m, s in zip(mean, std, strict=True)]
+    return pd.DataFrame({
+        "defense": agg["defense"], "arch": agg["arch"], "config": agg["config"],
+        "seeds": agg["seeds"], "n_seeds": agg["n_seeds"].astype(str),
+        "clean (mean ± std)": mean_std(agg["clean_mean"], agg["clean_std"]),
+        "mean corr. acc (mean ± std)": mean_std(agg["acc_mean"], agg["acc_std"]),
+        "per seed": [" / ".join(f"{100 * x:.1f}" for x in xs) for xs in agg["acc_by_seed"]],
+        "spread": [f"{100 * (hi - lo):.1f}"
+                   for lo, hi in zip(agg["acc_min"], agg["acc_max"], strict=True)]})

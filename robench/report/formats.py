@@ -55,8 +55,12 @@ def _sections(tables: dict, corruption_tables: dict | None = None
         parts.append(("Best robust accuracy by defense and architecture",
                       display_pivot(pivot(table))))
         out.append((heading(key, table), parts))
-    out += [(rc.heading(key), [("", rc.display(table))])
-            for key, table in (corruption_tables or {}).items()]
+    for key, table in (corruption_tables or {}).items():
+        parts = [("", rc.display(table))]
+        agg = rc.aggregate_seeds(table)
+        if (agg["n_seeds"] > 1).any():
+            parts.append((SEEDS_TITLE, rc.display_seeds(agg)))
+        out.append((rc.heading(key), parts))
     return out
 
 
