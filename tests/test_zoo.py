@@ -212,3 +212,19 @@ def test_list_zoo_shows_which_checkpoints_are_here(zoo_checkpoint):
     rows = {r["name"]: r for r in json.loads(result.stdout)["zoo"]}
     assert rows[NAME]["checkpoint_here"] is True
     assert rows["Sehwag2021Proxy"]["checkpoint_here"] is False
+
+
+def test_published_numbers_at_another_eps_are_left_out_of_that_table(
+        cifar_folder, zoo_checkpoint, tmp_path):
+    info = tmp_path / "model_info" / "cifar10" / "Linf" / f"{NAME}.json"
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"eps": "8/255", "clean_acc": "84.59", "autoattack_acc": "55.54"}))
+    model_dir, _, _ = zoo_checkpoint
+    out = tmp_path / "runs" / "zoo" / "evals"
+    args = zoo_args(cifar_folder, model_dir, out, "--model-info", tmp_path / "model_info")
+    args[args.index("8/255")] = "4/255"
+    assert invoke(*args).exit_code == 0
+    from robench import report
+
+    (table,) = report.leaderboard(report.load_records([tmp_path / "runs"])).values()
+    assert table["published_clean"].isna().all()

@@ -90,6 +90,8 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
             seconds, peak, seed, config = run_meta(path, r, cache)
             aa = autoattack_accuracy(items)
             pub = next((x.published for x, _ in items if x.published is not None), None)
+            if pub is not None and not _same_eps(pub.eps, key[2]):
+                pub = None  # published at another budget: not comparable with this table
             rows.append({
                 "rank": 0, "defense": r.model.defense or "", "arch": r.architecture
                 or r.model.arch or "", "clean": est.clean, "robust": est.robust,
@@ -105,6 +107,16 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
         tables[key].attrs.update(dataset=key[0], norm=key[1], eps=key[2],
                                  eps_text=r.eps_text)  # as written by the user, e.g. 8/255
     return tables
+
+
+def _same_eps(published: str, eps: float) -> bool:
+    """Is a published budget ("8/255", "0.5"; empty when unknown) this table's eps?"""
+    try:
+        num, _, den = published.partition("/")
+        value = float(num) / (float(den) if den else 1.0)
+    except ValueError:
+        return True  # the leaderboard did not say: shown, as the record keeps it
+    return math.isclose(value, eps, rel_tol=1e-6)
 
 
 def rank(frame: pd.DataFrame) -> pd.DataFrame:
