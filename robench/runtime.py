@@ -33,12 +33,14 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed every generator a run may touch; in deterministic mode also pin the kernels."""
     random.seed(seed)
     torch.manual_seed(seed)
+    # Set only when it changes: torch's setter imports its compiler's config (about 4 s on a
+    # slow CPU), and every robench process would pay that for the default, which is off.
+    if torch.are_deterministic_algorithms_enabled() != deterministic:
+        torch.use_deterministic_algorithms(deterministic)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     else:
-        torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = torch.cuda.is_available()
 
 

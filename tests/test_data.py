@@ -562,3 +562,21 @@ def test_shared_cifar10_jpeg_copy_loads_as_an_image_folder(cifar10_jpeg, monkeyp
     again = load_dataset(name)
     assert time.perf_counter() - start < 15
     assert torch.equal(again.val.x, ds.val.x)
+
+
+def test_digits_are_read_without_importing_scikit_learn_and_equal_its_loader():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from robench.data.digits import digits_arrays
+
+    images, target = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(target, bunch.target)
+    probe = ("import sys; from robench.data.digits import digits_arrays; digits_arrays(); "
+             "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
