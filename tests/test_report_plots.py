@@ -153,3 +153,13 @@ def test_corruption_leaderboards_summarise_seeds_too(tmp_path):
     section = md.read_text().split("common corruptions")[1]
     assert "Runs that differ only in the seed" in section
     assert "| 83.0% ± 3.0 | 80.0 / 86.0 / 83.0 | 6.0 |" in section
+
+
+def test_models_at_zero_robust_accuracy_plot_with_their_intervals(tmp_path):
+    """Wilson's lower end at 0 of n is a rounding error from 0: no negative error bar."""
+    for name in ("a", "b", "c"):
+        run = make_run(tmp_path, name, defense="standard")
+        for eps in (0.1, 0.2):
+            add_record(run, robust=0, clean=100, eps=eps)
+    written = report.write_report(report.load_records([tmp_path]), tmp_path / "out", ["png"])
+    assert len(written) == 5 and all(p.read_bytes().startswith(PNG) for p in written)

@@ -29,6 +29,12 @@ def _colours(labels: list[str]) -> dict[str, str]:
     return {name: cmap(k % cmap.N) for k, name in enumerate(names)}
 
 
+def _bars(value: float, low: float, high: float) -> list[list[float]]:
+    """matplotlib's [[below], [above]] for an interval around a value; an interval's end a
+    rounding error past the value (0 of n correct) is taken as the value itself."""
+    return [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+
+
 def _interval(ok: float, n: int) -> tuple[float, float]:
     lo, hi = wilson_interval(round(ok * n), n)
     return lo, hi
@@ -40,11 +46,11 @@ def _scatter(ax, xs, table: pd.DataFrame, labels: list[str], colours: dict,
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for x, row, label in zip(xs, table.itertuples(index=False), labels, strict=True):
         y = 100 * row.robust
-        yerr = [[y - 100 * row.ci_low], [100 * row.ci_high - y]]
+        yerr = _bars(y, 100 * row.ci_low, 100 * row.ci_high)
         xerr = None
         if x_interval:
             lo, hi = _interval(row.clean, int(row.n))
-            xerr = [[x - 100 * lo], [100 * hi - x]]
+            xerr = _bars(x, 100 * lo, 100 * hi)
         ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="o", markersize=4, color=colours[label],
                     ecolor=colours[label], elinewidth=0.8, capsize=2, alpha=0.85)
         groups[label].append((x, y))
@@ -111,8 +117,9 @@ def _eps_curves(loaded: LoadedRecords, out: Path) -> list[Path]:
         for k, points in lines.items():
             eps = sorted(points)
             ys = [100 * points[e].robust_acc for e in eps]
-            lo = [y - 100 * points[e].robust_ci95[0] for e, y in zip(eps, ys, strict=True)]
-            hi = [100 * points[e].robust_ci95[1] - y for e, y in zip(eps, ys, strict=True)]
+            bars = [_bars(y, 100 * points[e].robust_ci95[0], 100 * points[e].robust_ci95[1])
+                    for e, y in zip(eps, ys, strict=True)]
+            lo, hi = [b[0][0] for b in bars], [b[1][0] for b in bars]
             c = colours[labelled[k]]
             ax.errorbar(eps, ys, yerr=[lo, hi], marker="o", markersize=3, color=c, ecolor=c,
                         elinewidth=0.8, capsize=2, alpha=0.85)
