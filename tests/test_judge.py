@@ -149,3 +149,21 @@ def test_gaussian_draws_are_judged_by_the_model_not_by_the_stand_in(points):
     reference = attack.search(net, x, y, judge=Judge(net))
     assert torch.equal(found.x_adv, reference.x_adv)
     assert torch.equal(found.judged_broken, reference.judged_broken)
+
+
+def test_on_cuda_the_judge_turns_tf32_off_for_its_passes_and_restores_the_callers_choice():
+    """A CUDA 'fp32' pass is TF32 by default; a verdict is IEEE fp32. The flags are process
+    settings, so they are checked here without a GPU."""
+    from robench.attacks.judge import full_precision
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    try:
+        conv.fp32_precision, matmul.fp32_precision = "tf32", "tf32"
+        with full_precision(torch.device("cuda")):
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        with full_precision(CPU):  # a CPU pass leaves the CUDA settings alone
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved

@@ -6,7 +6,11 @@ A point dropped because the stand-in called it broken would never be attacked ag
 point counted robust because the stand-in called it correct would be a robustness the model
 does not have. So every verdict (the clean pass, a restart that drops a broken point, noise
 draws that stop early, the final count) is the real model's, in eval mode and in fp32, whatever
-autocast the caller runs under.
+autocast the caller runs under. On a CUDA device "fp32" means IEEE fp32: PyTorch runs fp32
+convolutions as TF32 by default (10 mantissa bits against fp32's 23): on an H200 a digits
+CNN's logits and its BatchNorm-folded view's differed by up to 1.1e-3 under TF32, ten times
+the view check's tolerance. So the judge and the view check turn TF32 off for their passes;
+searches keep it, a stand-in like bf16.
 
 A randomised model gives another answer in each pass. The judge can classify a point `draws`
 times with fresh randomness and call it correct only if every draw is: the per-point worst
@@ -28,11 +32,36 @@ from robench.runtime import evaluating
 DEFAULT_BATCH = 500
 
 
-def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast off for the block, even inside a caller's bf16 autocast region."""
-    if device.type in ("cpu", "cuda", "mps"):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
+@contextlib.contextmanager
+def full_precision(device: torch.device):
+    """Autocast off for the block, even inside a caller's bf16 autocast region, and on CUDA
+    IEEE fp32 convolutions and matrix products instead of TF32."""
+    with contextlib.ExitStack() as stack:
+        if device.type in ("cpu", "cuda", "mps"):
+            stack.enter_context(torch.autocast(device_type=device.type, enabled=False))
+        if device.type == "cuda":
+            stack.enter_context(ieee_fp32())
+        yield
+
+
+@contextlib.contextmanager
+def ieee_fp32():
+    """TF32 off for cuDNN convolutions and cuBLAS matrix products within the block, restored
+    after it (the settings are process-wide: the caller's own choice is put back). Older torch
+    releases have only the `allow_tf32` switches."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):
+        switches = [(cudnn.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
+    else:
+        switches = [(cudnn, "allow_tf32", False), (matmul, "allow_tf32", False)]
+    before = [getattr(owner, name) for owner, name, _ in switches]
+    try:
+        for owner, name, value in switches:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for (owner, name, _), value in zip(switches, before, strict=True):
+            setattr(owner, name, value)
 
 
 @dataclass
