@@ -92,7 +92,7 @@ def main() -> None:
     # 1. PGD-10 on the trained reference ResNet-18.
     from reference_model import cifar, trained_resnet18
 
-    net = trained_resnet18().to(device)
+    net = trained_resnet18(device=device).to(device)
     x, y = cifar("test", args.n)
     x, y = x.to(device), y.to(device)
     ours = create_attack("pgd", norm="Linf", eps=8 / 255, params={"steps": 10,

@@ -40,7 +40,8 @@ from robench.training import make_optimizer
 GROUPS = [
     ("conv backward", ("convolution_backward", "mkldnn_convolution_backward")),
     ("conv forward", ("convolution", "conv2d", "mkldnn_convolution", "_convolution")),
-    ("batchnorm", ("batch_norm",)),
+    ("batchnorm", ("batch_norm", "native_batch_norm", "_native_batch_norm_legit",
+                   "_batch_norm_with_update", "cudnn_batch_norm")),
     ("relu + backward", ("relu", "threshold_backward", "clamp_min")),
     ("dtype/layout copies", ("_to_copy", "copy_", "contiguous", "clone", "to")),
     ("element-wise", ("add", "mul", "sub", "div", "sign", "where", "clamp", "neg", "fill_",
