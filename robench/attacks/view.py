@@ -2,8 +2,10 @@
 
 Attacks spend their time in forward and backward passes of a model in eval mode, where
 BatchNorm is a fixed affine map: folding it into the preceding convolution, and running in
-channels-last layout, gives the same function with fewer memory passes (about 1.5x faster in
-fp32 on a CPU for a CIFAR ResNet-18). bf16 autocast is the other stand-in (`InPrecision`).
+channels-last layout, gives the same function with fewer memory passes (for a CIFAR ResNet-18
+in fp32, 1.55x faster than the model on an AVX2 CPU, less where convolutions are faster and
+the passes it saves weigh less: 1.04x on AVX-512; see benchmarks/README.md). bf16 autocast
+is the other stand-in (`InPrecision`).
 
 A stand-in is only used to *search*; the judge (the real model, fp32) gives every verdict.
 And the view is only used where it is shown to be the model's function:
