@@ -63,11 +63,13 @@ def test_eval_of_a_run_prints_a_table_and_writes_the_record(digits_run):
                     "-n", "50", "--eps", "0.2", "--quiet")
     assert result.exit_code == 0, result.output
     assert "after pgd" in result.stdout and "robust" in result.stdout
-    recs = list((digits_run / "evals").glob("fgsm+pgd-*.json"))
-    assert len(recs) == 1
-    data = json.loads(recs[0].read_text())
-    assert data["per_attack"][1]["params"]["steps"] == 5
-    assert data["per_attack"][0]["params"]["name"] == "fgsm"
+    # digits_run is shared by the session: other tests may have left fgsm+pgd records of
+    # other settings in it, so the one this command wrote is picked by its settings.
+    recs = [json.loads(p.read_text())
+            for p in (digits_run / "evals").glob("fgsm+pgd-linf-0.2-n50-*.json")]
+    mine = [r for r in recs if r["per_attack"][1]["params"].get("steps") == 5]
+    assert len(mine) == 1
+    assert [a["params"]["name"] for a in mine[0]["per_attack"]] == ["fgsm", "pgd"]
 
 
 def test_eval_json_output_is_the_records(digits_run):
