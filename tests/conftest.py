@@ -83,3 +83,12 @@ def shared_cifar10(tmp_path_factory):
             os.environ.pop("ROBENCH_CACHE", None)
         else:
             os.environ["ROBENCH_CACHE"] = before
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """An empty image cache of the test's own, so no test reads another's (the dataset
+    tests use it for every test: `pytestmark = pytest.mark.usefixtures("private_cache")`)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ROBENCH_CACHE", str(cache))
+    return cache
