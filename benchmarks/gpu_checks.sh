@@ -1,7 +1,7 @@
 #!/bin/bash
 # The GPU measurements of benchmarks/README.md ("Performance on an NVIDIA H200") as one run,
-# for a machine lent for minutes: each step has its own time limit and writes its log to
-# $OUT (default /tmp/gpu-checks) as it runs, so a step cut short leaves the earlier ones.
+# for a GPU machine held only for minutes: each step has its own time limit and writes its
+# log to $OUT (default /tmp/gpu-checks) as it runs, so a step cut short leaves the earlier ones.
 #   OUT=/tmp/gpu-checks bash benchmarks/gpu_checks.sh
 # Needs robench's dependencies, pyautoattack and torchattacks importable (PYTHONPATH may
 # point at unpacked wheels) and the shared CIFAR-10 copy at ../shared/data beside the repo.
