@@ -27,9 +27,12 @@ from robench.errors import UserError
 # per-point worst case over records needs (`points`: which points, and each one's verdict),
 # the verdict rule, the sanity pass, each attack's search precision and stand-in, and a hash
 # of a user model's source files. Version 4 added `cost` (wall seconds, points per second,
-# peak memory). Older records are read as they are, without those.
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# peak memory). Version 5 added what decides whether a stored record may be reused: the
+# versions that computed it, the data's identity (a content fingerprint, image size and
+# normalisation) and a hash of the parameters and buffers actually evaluated. Older records
+# are read as they are, without those.
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 EVALS = "evals"
 CORRUPTIONS = "corruptions"  # the `norm` of a common-corruption record
 
@@ -88,6 +91,19 @@ class CorruptionResult:
     mce: float | None = None
     relative_ce: dict[str, float | None] | None = None
     relative_mce: float | None = None
+    # A randomised model: each image's verdict is the mean over this many passes.
+    draws: int = 1
+
+
+@dataclass
+class DataIdentity:
+    """Which data a record measured, by content: the same images at another path are the
+    same dataset, and a changed file or preprocessing is a different one."""
+
+    fingerprint: str  # sha256 over the evaluated split's arrays (dtype, shape and bytes)
+    image_size: int
+    mean: list[float]
+    std: list[float]
 
 
 @dataclass
@@ -115,6 +131,9 @@ class ModelSource:
     # A user model's code: sha256 over its file and the local modules it imported, so an
     # edited model is evaluated again instead of showing a stale record.
     file_sha256: str | None = None
+    # sha256 over every parameter and buffer of the module evaluated (name, dtype, shape,
+    # bytes): what identifies the model whatever its source says.
+    state_sha256: str | None = None
     zoo: str | None = None  # "robustbench" for kind "zoo"
     zoo_dataset: str | None = None
     zoo_threat: str | None = None
@@ -197,6 +216,9 @@ class Record:
     batch_size: int | None = None
     # A zoo model's published numbers (ModelSource.kind "zoo"), to set beside robench's.
     published: Published | None = None
+    # What computed the record: {"robench": ..., "torch": ..., "pyautoattack": ...}.
+    versions: dict[str, str] | None = None
+    data: DataIdentity | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

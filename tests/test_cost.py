@@ -37,7 +37,7 @@ def test_an_evaluation_record_and_a_merged_one_carry_their_cost(costed_run):
                          device="cpu")
     (outcome,) = api.evaluate(target, cfg, quiet=True)
     r = outcome.record
-    assert r.schema_version == 4
+    assert r.schema_version == 5
     assert r.cost.seconds == r.seconds and r.cost.items_per_s == round(40 / r.seconds, 3)
     assert r.cost.peak_memory == CPU and r.cost.peak_memory_bytes > 2**26
     outcome.path.unlink()

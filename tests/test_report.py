@@ -136,8 +136,8 @@ def test_a_record_of_another_schema_version_is_refused_with_the_reason(three_run
     path = next((three_runs / "a" / "evals").glob("*.json"))
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 0}))
     loaded = report.load_records([three_runs])
-    assert loaded.skipped == [(path.resolve(), "schema version 0, this robench reads 1, 2, 3 "
-                                               "and 4")]
+    assert loaded.skipped == [(path.resolve(), "schema version 0, this robench reads 1, 2, 3, "
+                                               "4 and 5")]
 
 
 def test_a_repeated_evaluation_keeps_the_newest_and_says_so(tmp_path):
