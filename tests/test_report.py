@@ -140,15 +140,15 @@ def test_a_record_of_another_schema_version_is_refused_with_the_reason(three_run
                                                "4 and 5")]
 
 
-def test_a_repeated_evaluation_keeps_the_newest_and_says_so(tmp_path):
+def test_an_identical_repeat_is_collapsed_and_named_another_protocol_is_kept(tmp_path):
     run = make_run(tmp_path, "r")
     newer = add_record(run, robust=40, created="2026-03-02T10:00:00+0000")
-    older = add_record(run, robust=45, created="2026-03-01T10:00:00+0000")
+    older = add_record(run, robust=40, created="2026-03-01T10:00:00+0000")
     add_record(run, robust=45, steps=100)  # other attack parameters: another protocol
     loaded = report.load_records([tmp_path])
     assert loaded.replaced == [(older.resolve(), newer.resolve())]
     assert len(loaded.records) == 2
-    assert "1 replaced by a newer duplicate" in loaded.summary()
+    assert "1 identical repeat collapsed" in loaded.summary()
     assert any(str(older.resolve()) in w for w in loaded.warnings())
 
 

@@ -25,7 +25,7 @@ def test_records_on_the_same_points_combine_point_by_point(tmp_path):
     r = row(tmp_path)
     # 50 robust under each, but only points 25..49 survive both
     assert (r["robust"], r["n"]) == (0.25, 100)
-    assert r["attacks"] == "autoattack & pgd"
+    assert r["attacks"] == "autoattack(standard) & pgd"
     assert r["autoattack"] == 0.50  # AutoAttack's own number, alone
 
 

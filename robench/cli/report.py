@@ -43,7 +43,7 @@ def report_(
     loaded = report.load_records(paths or [Path("runs")])
     for line in loaded.warnings():
         stderr.print(f"warning: {line}", highlight=False, soft_wrap=True)
-    if loaded.skipped or loaded.replaced:
+    if loaded.skipped or loaded.replaced or loaded.disagreeing:
         stderr.print(loaded.summary(), highlight=False, soft_wrap=True)
     if not quiet:
         print_leaderboards(loaded)

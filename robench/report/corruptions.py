@@ -1,7 +1,8 @@
 """The common-corruption leaderboard: mean corruption accuracy, mCE and a column per corruption.
 
 Corruption records (norm "corruptions") answer a different question from Lp records, so they
-get their own table per (dataset, severities) instead of a row among the Lp ones: ranked by
+get their own table per (dataset, severities, set of corruptions) instead of a row among the
+Lp ones (a mean over one corruption is never ranked beside a mean over fifteen): ranked by
 mean accuracy over every corruption and severity (RobustBench's corruptions accuracy), with
 mCE and relative mCE when the evaluation had a reference model, and a heat map of accuracy,
 corruption x severity, per model (robench.report.plots).
@@ -17,20 +18,22 @@ import pandas as pd
 
 from robench.records import CORRUPTIONS, Record
 from robench.report.display import pct, slug
-from robench.report.loading import created, model_id, model_names
-from robench.report.tables import run_meta
+from robench.report.loading import digest, model_id, model_names
+from robench.report.tables import run_meta, union_of_flags
 
 BASE_COLUMNS = ["rank", "run", "defense", "arch", "clean", "mean_corruption_acc", "ci_low",
                 "ci_high", "mce", "relative_mce", "reference", "n", "source", "seed", "config",
-                "published"]
+                "published", "records", "flags"]
+BENCHMARK_SIZE = 15  # CIFAR-10-C's corruptions: a full set's table keeps the plain name
 
 
 def corruption_records(loaded) -> list[tuple[Record, Path]]:
     return [(r, p) for r, p in loaded.records if r.norm == CORRUPTIONS]
 
 
-def corruption_tables(loaded) -> dict[tuple[str, str], pd.DataFrame]:
-    """One ranked table per (dataset, severities); the newest record of each model.
+def corruption_tables(loaded) -> dict[tuple[str, str, tuple[str, ...]], pd.DataFrame]:
+    """One ranked table per (dataset, severities, corruptions); per model its record with
+    the lowest mean (repeats of a randomised model differ), with every record's flags.
 
     Columns: BASE_COLUMNS, then one per corruption (its mean accuracy over the severities).
     frame.attrs["grids"] maps run -> (corruptions, severities, accuracy) for the heat maps.
@@ -38,13 +41,15 @@ def corruption_tables(loaded) -> dict[tuple[str, str], pd.DataFrame]:
     groups: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     items = corruption_records(loaded)
     for r, path in items:
-        groups[(r.dataset, r.eps_text)][model_id(r)].append((r, path))
+        key = (r.dataset, r.eps_text, tuple(sorted(r.corruptions.corruptions)))
+        groups[key][model_id(r)].append((r, path))
     names, cache = model_names(loaded.records), {}
     tables = {}
     for key in sorted(groups):
         rows, grids, order = [], {}, []
         for mid, found in groups[key].items():
-            r, path = max(found, key=created)
+            r, path = min(found, key=lambda item: (item[0].robust_acc, str(item[1])))
+            flags = dict.fromkeys(f for x, _ in found for f in x.flags)
             c = r.corruptions
             run = names[mid]
             _, _, seed, config = run_meta(path, r, cache)
@@ -56,7 +61,8 @@ def corruption_tables(loaded) -> dict[tuple[str, str], pd.DataFrame]:
                    "reference": c.reference or "", "n": r.selection.n_examples,
                    "source": c.source.split(":")[0], "seed": seed,
                    "config": config or f"model:{run}",
-                   "published": math.nan if published is None else published}
+                   "published": math.nan if published is None else published,
+                   "records": len(found), "flags": "; ".join(flags)}
             for name in c.corruptions:
                 accs = c.accuracy[name]
                 row[name] = sum(accs) / len(accs)
@@ -74,12 +80,21 @@ def corruption_tables(loaded) -> dict[tuple[str, str], pd.DataFrame]:
     return tables
 
 
-def heading(key: tuple[str, str]) -> str:
-    return f"{key[0]} — common corruptions, severities {key[1].lstrip('s')}"
+def _set_label(names: tuple[str, ...]) -> str:
+    """'' for a full benchmark-sized set, the names for a few, else a count and a hash."""
+    if len(names) == BENCHMARK_SIZE:
+        return ""
+    return "+".join(names) if len(names) <= 3 else f"{len(names)}-of-them-{digest(names, 6)}"
 
 
-def table_name(key: tuple[str, str]) -> str:
-    return f"{slug(key[0])}-corruptions-{slug(key[1])}"
+def heading(key: tuple[str, str, tuple[str, ...]]) -> str:
+    label = "" if len(key[2]) == BENCHMARK_SIZE else f" ({len(key[2])}: {', '.join(key[2])})"
+    return f"{key[0]} — common corruptions{label}, severities {key[1].lstrip('s')}"
+
+
+def table_name(key: tuple[str, str, tuple[str, ...]]) -> str:
+    label = _set_label(key[2])
+    return f"{slug(key[0])}-corruptions-{slug(key[1])}" + (f"-{slug(label)}" if label else "")
 
 
 def display(table: pd.DataFrame, per_corruption: bool = True) -> pd.DataFrame:
@@ -97,7 +112,8 @@ def display(table: pd.DataFrame, per_corruption: bool = True) -> pd.DataFrame:
         "95% CI": [f"[{100 * lo:.1f}, {100 * hi:.1f}]"
                    for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "mCE": table["mce"].map(ratio), "rel. mCE": table["relative_mce"].map(ratio),
-        "n": table["n"].astype(str)})
+        "n": table["n"].astype(str), "records": table["records"].astype(str),
+        "flags": table["flags"].replace("", "–")})
     if table["published"].notna().any():  # a zoo model's leaderboard number beside robench's
         out["published"] = table["published"].map(pct)
     for name in table.columns[len(BASE_COLUMNS):] if per_corruption else []:
@@ -124,7 +140,8 @@ def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
                       acc_min=("mean_corruption_acc", "min"),
                       acc_max=("mean_corruption_acc", "max"), n_seeds=("run", "size"),
                       seeds=("seed", lambda s: ",".join(map(str, s.dropna()))),
-                      acc_by_seed=("mean_corruption_acc", lambda s: list(s)))
+                      acc_by_seed=("mean_corruption_acc", lambda s: list(s)),
+                      flags=("flags", union_of_flags))
     return out.reset_index().sort_values(["acc_mean", "clean_mean"], ascending=False,
                                          kind="mergesort", ignore_index=True)
 
@@ -140,4 +157,5 @@ def display_seeds(agg: pd.DataFrame) -> pd.DataFrame:
         "mean corr. acc (mean ± std)": mean_std(agg["acc_mean"], agg["acc_std"]),
         "per seed": [" / ".join(f"{100 * x:.1f}" for x in xs) for xs in agg["acc_by_seed"]],
         "spread": [f"{100 * (hi - lo):.1f}"
-                   for lo, hi in zip(agg["acc_min"], agg["acc_max"], strict=True)]})
+                   for lo, hi in zip(agg["acc_min"], agg["acc_max"], strict=True)],
+        "flags": agg["flags"].replace("", "–")})

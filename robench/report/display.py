@@ -30,13 +30,21 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
                    for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "AutoAttack": table["autoattack"].map(pct),
         "attacks": table["attacks"], "n": table["n"].astype(str),
-        "search": table["precision"],
+        "records": table["records"].astype(str), "search": table["precision"],
         "seed": ["–" if pd.isna(s) else str(s) for s in table["seed"]],
         "train s": ["–" if pd.isna(s) else f"{s:.1f}" for s in table["train_seconds"]],
         "train MiB": ["–" if pd.isna(b) else f"{b / 2**20:.0f}"
                       for b in table["train_peak_memory"]],
-        "flags": table["flags"].replace("", "–"),
+        "flags": table["flags"].replace("", "–"), "sanity": table["sanity"],
+        "disputed": table["disputed"].astype(str),
         **_published(table)})
+
+
+def display_notes(table: pd.DataFrame) -> pd.DataFrame:
+    """The notes of each row's records, one line per note (empty when no row has one)."""
+    rows = [(run, note) for run, notes in zip(table["run"], table["notes"], strict=True)
+            for note in notes.split("; ") if note]
+    return pd.DataFrame(rows, columns=["run", "note"])
 
 
 def _published(table: pd.DataFrame) -> dict[str, list[str]]:
@@ -60,11 +68,20 @@ def display_seeds(agg: pd.DataFrame) -> pd.DataFrame:
                             for xs in agg["robust_by_seed"]],
         "spread": [f"{100 * (hi - lo):.1f}" for lo, hi in zip(agg["robust_min"],
                                                              agg["robust_max"], strict=True)],
-        "AutoAttack (mean ± std)": mean_std(agg["autoattack_mean"], agg["autoattack_std"])})
+        "AutoAttack (mean ± std)": mean_std(agg["autoattack_mean"], agg["autoattack_std"]),
+        "flags": agg["flags"].replace("", "–")})
 
 
-def display_pivot(piv: pd.DataFrame) -> pd.DataFrame:
-    out = piv.map(pct).reset_index()
+def display_pivot(piv: pd.DataFrame, flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Percentages; a cell whose run has flags shows them in brackets after its number."""
+    out = piv.map(pct)
+    if flags is not None:
+        for arch in out.columns:
+            for defense in out.index:
+                cell = flags.at[defense, arch] if arch in flags.columns else None
+                if isinstance(cell, str) and cell:
+                    out.at[defense, arch] = f"{out.at[defense, arch]} [{cell}]"
+    out = out.reset_index()
     out.columns = ["defense \\ arch", *map(str, piv.columns)]
     return out
 

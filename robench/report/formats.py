@@ -18,6 +18,7 @@ from robench.report import corruptions as rc
 from robench.report.curves import training_curves
 from robench.report.display import (
     display,
+    display_notes,
     display_pivot,
     display_seeds,
     heading,
@@ -26,7 +27,7 @@ from robench.report.display import (
 )
 from robench.report.loading import LoadedRecords
 from robench.report.plots import heat_maps, plots
-from robench.report.tables import LEGEND, aggregate_seeds, leaderboard, pivot
+from robench.report.tables import LEGEND, aggregate_seeds, leaderboard, pivot, pivot_flags
 
 FORMATS = ("md", "csv", "html", "json", "png")
 SEEDS_TITLE = "Runs that differ only in the seed"
@@ -53,7 +54,10 @@ def _sections(tables: dict, corruption_tables: dict | None = None
         if (agg["n_seeds"] > 1).any():
             parts.append((SEEDS_TITLE, display_seeds(agg)))
         parts.append(("Best robust accuracy by defense and architecture",
-                      display_pivot(pivot(table))))
+                      display_pivot(pivot(table), pivot_flags(table))))
+        notes = display_notes(table)
+        if len(notes):
+            parts.append(("Notes of the records behind the rows", notes))
         out.append((heading(key, table), parts))
     for key, table in (corruption_tables or {}).items():
         parts = [("", rc.display(table))]
@@ -116,6 +120,7 @@ def _model_infos(key, table, folder: Path):
             "clean_acc": float(row.clean), "robust_acc": float(row.robust),
             "autoattack_acc": None if pd.isna(row.autoattack) else float(row.autoattack),
             "attacks": row.attacks, "n_examples": int(row.n),
+            "flags": [f for f in row.flags.split("; ") if f],
             "additional_data": False, "seed": None if pd.isna(row.seed) else int(row.seed),
             "train_seconds": None if pd.isna(row.train_seconds) else float(row.train_seconds),
             "train_peak_memory_bytes": None if pd.isna(row.train_peak_memory)

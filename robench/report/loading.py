@@ -2,13 +2,14 @@
 
 A report never re-runs anything and never reads logs: it gathers the JSON records that
 `robench eval` wrote (runs/<run-id>/evals/<key>.json), refuses the ones that do not fit the
-schema (saying which and why, instead of stopping or half-reading them), and keeps the newest
-of repeated evaluations. Like the whole package, it never imports torch, so a report starts in
-a second.
+schema (saying which and why, instead of stopping or half-reading them), and collapses only
+exact repeats (robench.report.repeats): every other evaluation of a model enters its worst
+case. Like the whole package, it never imports torch, so a report starts in a second.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -21,6 +22,7 @@ from typing import Any
 
 from robench.errors import UserError
 from robench.records import EVALS, READABLE_VERSIONS, Record, readable_versions, validate
+from robench.report.repeats import REPEAT_DISAGREES, exact_id, protocol_id
 
 RUN_CONFIG, RUN_ENV, FINAL_WEIGHTS = "config.yaml", "env.json", "model.safetensors"  # robench.runs
 
@@ -29,18 +31,27 @@ RUN_CONFIG, RUN_ENV, FINAL_WEIGHTS = "config.yaml", "env.json", "model.safetenso
 class LoadedRecords:
     records: list[tuple[Record, Path]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # with the reason
-    replaced: list[tuple[Path, Path]] = field(default_factory=list)  # (older dropped, kept)
+    # (dropped, kept): an exact repeat of the kept record, older than it
+    replaced: list[tuple[Path, Path]] = field(default_factory=list)
+    disagreeing: list[Path] = field(default_factory=list)  # repeats whose results differ
 
     def summary(self) -> str:
         """The one line every report starts with, so nothing is dropped silently."""
         read = len(self.records) + len(self.replaced)
-        return (f"{read} records read, {len(self.skipped)} skipped, {len(self.replaced)} "
-                f"replaced by a newer duplicate; {len(self.records)} used.")
+        repeats = len(self.replaced)
+        disagree = (f", {len(self.disagreeing)} repeats that disagree kept and flagged"
+                    if self.disagreeing else "")
+        return (f"{read} records read, {len(self.skipped)} skipped, {repeats} identical "
+                f"repeat{'' if repeats == 1 else 's'} collapsed{disagree}; "
+                f"{len(self.records)} used.")
 
     def warnings(self) -> list[str]:
-        """One line per skipped or replaced file, naming it (for stderr and the report)."""
+        """One line per skipped or collapsed file, naming it (for stderr and the report)."""
         return ([f"skipped {p}: {why}" for p, why in self.skipped]
-                + [f"replaced {old} by the newer {new}" for old, new in self.replaced])
+                + [f"collapsed {old} into its identical, newer repeat {new}"
+                   for old, new in self.replaced]
+                + [f"kept {p}: a repeat of another record's protocol with other results "
+                   f"({REPEAT_DISAGREES})" for p in self.disagreeing])
 
 
 def record_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -97,14 +108,6 @@ def model_id(r: Record) -> tuple:
     return ("external", m.file, m.factory, m.weights_sha256)
 
 
-def protocol_id(r: Record) -> tuple:
-    s = r.selection
-    attacks = json.dumps([[a.name, a.params] for a in r.per_attack], sort_keys=True,
-                         default=str)
-    return (r.dataset, r.norm, float(r.eps), tuple(r.attacks), attacks,
-            (s.n_examples, s.method, s.seed, s.split))
-
-
 def created(item: tuple[Record, Path]) -> tuple[float, str]:
     text = item[0].created
     for parse in (lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%S%z"), datetime.fromisoformat):
@@ -126,18 +129,33 @@ def load_records(paths: Sequence[str | Path]) -> LoadedRecords:
         except ValueError as exc:
             loaded.skipped.append((path, str(exc)))
             continue
-        key = (model_id(item[0]), protocol_id(item[0]))
-        if key in newest:  # the same evaluation repeated: keep the newest, say so
+        key = exact_id(item[0])
+        if key in newest:  # the same evaluation and the same results: one is enough
             old, item = sorted([newest[key], item], key=created)
             loaded.replaced.append((old[1], item[1]))
         newest[key] = item
-    loaded.records = list(newest.values())
+    loaded.records = _flag_disagreeing(list(newest.values()), loaded.disagreeing)
     if not loaded.records:
         why = f" ({len(files)} files skipped, e.g. {files[0]}: {loaded.skipped[0][1]})" \
             if files else ""
         raise UserError(f"no result records found in {shown}{why}; nothing to report; "
                         f"run robench eval first.")
     return loaded
+
+
+def _flag_disagreeing(items: list[tuple[Record, Path]], paths: list[Path]
+                      ) -> list[tuple[Record, Path]]:
+    """Records sharing a protocol with other results carry REPEAT_DISAGREES (in memory)."""
+    ids = [protocol_id(r) for r, _ in items]
+    protocols = Counter(ids)
+    out = []
+    for (r, path), pid in zip(items, ids, strict=True):
+        if protocols[pid] > 1:
+            paths.append(path)
+            if REPEAT_DISAGREES not in r.flags:
+                r = dataclasses.replace(r, flags=[*r.flags, REPEAT_DISAGREES])
+        out.append((r, path))
+    return out
 
 
 def model_names(items: list[tuple[Record, Path]]) -> dict[tuple, str]:

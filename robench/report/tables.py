@@ -28,12 +28,15 @@ from robench.report.loading import (
 from robench.report.worst_case import autoattack_accuracy, worst_case
 
 COLUMNS = ["rank", "defense", "arch", "clean", "robust", "ci_low", "ci_high", "attacks", "n",
-           "flags", "precision", "autoattack", "train_seconds", "train_peak_memory", "seed",
+           "records", "flags", "sanity", "disputed", "notes", "precision", "autoattack",
+           "autoattack_version", "train_seconds", "train_peak_memory", "seed",
            "run", "overlaps_leader", "config", "published_clean", "published_robust"]
 # What pandas.read_csv needs to give a leaderboard CSV back exactly (see read_csv below).
 CSV_DTYPES = {"rank": "int64", "defense": "str", "arch": "str", "clean": "float64",
               "robust": "float64", "ci_low": "float64", "ci_high": "float64", "attacks": "str",
-              "n": "int64", "flags": "str", "precision": "str", "autoattack": "float64",
+              "n": "int64", "records": "int64", "flags": "str", "sanity": "str",
+              "disputed": "int64", "notes": "str", "precision": "str",
+              "autoattack": "float64", "autoattack_version": "str",
               "train_seconds": "float64", "train_peak_memory": "float64", "seed": "Int64",
               "run": "str", "overlaps_leader": "bool", "config": "str",
               "published_clean": "float64", "published_robust": "float64"}
@@ -41,7 +44,11 @@ OVERLAP = "≈"
 LEGEND = (f"robust: the per-point worst case over every record of the model on the same "
           f"points (attacks joined by '&'), or the lowest where points differ; AutoAttack: "
           f"its standard version alone; search: the precision attacks searched in (verdicts "
-          f"are fp32). {OVERLAP} marks a model whose 95 % Wilson interval overlaps the "
+          f"are fp32); autoattack(v): AutoAttack's version v. records: how many records "
+          f"of the model the row draws on; flags, sanity and disputed come from all of them "
+          f"(sanity: points --sanity's stronger PGD broke that the attacks left robust; "
+          f"disputed: points a stand-in called broken and the fp32 judge did not, attacked "
+          f"again). {OVERLAP} marks a model whose 95 % Wilson interval overlaps the "
           f"leader's: at this number of points it is not clearly worse than rank 1.")
 # pandas 3 reads floats back exactly by default (and deprecates the option); pandas 2 must ask
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
@@ -96,8 +103,10 @@ def leaderboard(loaded: LoadedRecords) -> dict[tuple[str, str, float], pd.DataFr
                 "rank": 0, "defense": r.model.defense or "", "arch": r.architecture
                 or r.model.arch or "", "clean": est.clean, "robust": est.robust,
                 "ci_low": est.ci[0], "ci_high": est.ci[1], "attacks": est.attacks,
-                "n": est.n, "flags": "; ".join(est.flags), "precision": est.precision,
-                "autoattack": math.nan if aa is None else aa, "train_seconds": seconds,
+                "n": est.n, "records": len(items), "flags": "; ".join(est.flags),
+                "sanity": est.sanity, "disputed": est.disputed, "notes": "; ".join(est.notes),
+                "precision": est.precision, "autoattack": math.nan if aa is None else aa,
+                "autoattack_version": est.autoattack_version, "train_seconds": seconds,
                 "train_peak_memory": peak, "seed": seed, "run": names[mid],
                 "overlaps_leader": False, "config": config or f"model:{names[mid]}",
                 "published_clean": math.nan if pub is None else pub.clean_acc,
@@ -141,14 +150,27 @@ def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
                       autoattack_std=("autoattack", "std"),
                       n_seeds=("run", "size"),
                       seeds=("seed", lambda s: ",".join(map(str, s.dropna()))),
-                      robust_by_seed=("robust", lambda s: list(s)))
+                      robust_by_seed=("robust", lambda s: list(s)),
+                      flags=("flags", union_of_flags))
     return out.reset_index().sort_values(["robust_mean", "clean_mean"], ascending=False,
                                          kind="mergesort", ignore_index=True)
+
+
+def union_of_flags(flags: pd.Series) -> str:
+    """The flags of every row, once each ("; "-joined, as a row's own flags are)."""
+    return "; ".join(dict.fromkeys(f for text in flags for f in text.split("; ") if f))
 
 
 def pivot(table: pd.DataFrame) -> pd.DataFrame:
     """Robust accuracy, defense x architecture, of the best run in each cell."""
     return table.pivot_table(index="defense", columns="arch", values="robust", aggfunc="max")
+
+
+def pivot_flags(table: pd.DataFrame) -> pd.DataFrame:
+    """The flags of the run each pivot cell shows (the first in rank order at its maximum)."""
+    best = table.sort_values(["robust", "rank"], ascending=[False, True], kind="mergesort")
+    best = best.drop_duplicates(["defense", "arch"])
+    return best.pivot(index="defense", columns="arch", values="flags")
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:

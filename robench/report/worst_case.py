@@ -6,7 +6,9 @@ records that ran on the same points are combined point by point (their per-point
 `Record.points`). Records on other points, or written before per-point verdicts were kept, are
 not combined; of those candidates the lowest robust accuracy is the model's number, and the
 table names where it comes from. No candidate wins for being AutoAttack: a lower number from
-any attack is a point AutoAttack missed.
+any attack is a point AutoAttack missed. Whatever wins, the row carries what every record of
+the model says about itself (flags, notes, sanity, disputed points): a flag raised on one
+point set is a warning about the model, not about that set.
 
 RobustBench's `autoattack_acc` is a different thing: the number of AutoAttack's standard
 version alone (the record with the most points, then the lowest), never of 'rand', 'plus' or
@@ -33,13 +35,31 @@ class Estimate:
     flags: list[str]
     precision: str
     records: list[tuple[Record, Path]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sanity: str = "not run"
+    disputed: int = 0
+    autoattack_version: str = ""  # "+"-joined over the model's records, "" without
+
+
+def step_label(step) -> str:
+    """An attack as a table names it: AutoAttack with its version, e.g. autoattack(rand)."""
+    if step.name != "autoattack":
+        return step.name
+    version = (step.params.get("suite") or {}).get("version")
+    return f"autoattack({version})" if version else step.name
+
+
+def attack_label(r: Record) -> str:
+    labels = {s.name: step_label(s) for s in r.per_attack}
+    return "+".join(labels.get(a, a) for a in r.attacks)
 
 
 def _point_set(r: Record) -> tuple | None:
     s = r.selection
     if r.points is None or s.mask is None:
         return None
-    return (r.dataset, s.split, s.n_available, s.mask)
+    fingerprint = r.data.fingerprint if r.data is not None else None
+    return (r.dataset, fingerprint, s.split, s.n_available, s.mask)
 
 
 def _combine(items: list[tuple[Record, Path]]) -> Estimate:
@@ -53,7 +73,7 @@ def _combine(items: list[tuple[Record, Path]]) -> Estimate:
             clean &= decode_bits(r.points.clean)
             robust &= decode_bits(r.points.robust)
         clean_ok, robust_ok = clean.bit_count(), (robust & clean).bit_count()
-    attack_sets = list(dict.fromkeys("+".join(r.attacks) for r in records))
+    attack_sets = list(dict.fromkeys(attack_label(r) for r in records))
     flags = list(dict.fromkeys(f for r in records for f in r.flags))
     precision = "+".join(dict.fromkeys(r.precision for r in records))
     return Estimate(clean=clean_ok / n, robust=robust_ok / n, n=n,
@@ -68,7 +88,25 @@ def worst_case(items: list[tuple[Record, Path]]) -> Estimate:
         key = _point_set(r) or ("record", str(path))
         groups.setdefault(key, []).append((r, path))
     candidates = [_combine(group) for group in groups.values()]
-    return min(candidates, key=lambda e: (e.robust, -e.n, e.attacks))
+    best = min(candidates, key=lambda e: (e.robust, -e.n, e.attacks))
+    return _with_model_facts(best, [r for r, _ in items])
+
+
+def _with_model_facts(est: Estimate, records: list[Record]) -> Estimate:
+    """The winning estimate, with the flags, notes, sanity passes, disputed points and
+    AutoAttack versions of every record of the model."""
+    def union(values) -> list[str]:
+        return list(dict.fromkeys(values))
+    sanity = union(f"{r.sanity.extra_broken}/{r.sanity.n_points} more broken"
+                   for r in records if r.sanity is not None)
+    versions = union((s.params.get("suite") or {}).get("version") or "unknown"
+                     for r in records for s in r.per_attack if s.name == "autoattack")
+    est.flags = union(f for r in records for f in r.flags)
+    est.notes = union(n for r in records for n in r.notes)
+    est.sanity = "; ".join(sanity) or "not run"
+    est.disputed = sum(s.disputed for r in records for s in r.per_attack)
+    est.autoattack_version = "+".join(versions)
+    return est
 
 
 def autoattack_accuracy(items: list[tuple[Record, Path]]) -> float | None:
