@@ -175,6 +175,10 @@ class SanityResult:
     large_eps_attack: dict[str, Any]
     large_eps_robust: int  # points of the subset still correct at the large eps
     large_eps_attacked: int
+    # b / n_points: the robust accuracy the protocol alone over-reported on the subset, and
+    # its 95 % Wilson interval. None in records written before they were kept.
+    implied_drop: float | None = None
+    implied_drop_ci95: list[float] | None = None
 
 
 @dataclass

@@ -190,3 +190,60 @@ class RecordingMember(PythonRandomMember):
         member = 0 if random.random() < 0.5 else 1
         self.passes.append((member, torch.is_grad_enabled()))
         return (self.first if member == 0 else self.second)(x)
+
+
+# --- attacks (issue 29) ---
+
+
+class NarrowBand(nn.Module):
+    """Two classes on the first input value v: class 1 wins only for |v - centre| < width.
+
+    A search stepping v upwards from below crosses the band and leaves it: the model is
+    fooled at one iterate in the middle of the search, not at its start or its end.
+    """
+
+    def __init__(self, centre: float = 0.7, width: float = 0.05):
+        super().__init__()
+        self.centre, self.width = centre, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.flatten(1)[:, 0]
+        return torch.stack([torch.zeros_like(v), self.width - (v - self.centre).abs()], 1)
+
+
+class RisingStandIn(nn.Module):
+    """A stand-in whose class-1 logit v - 1 rises with the first input value v and never
+    wins on [0, 1]: its margin is largest at a search's last iterate, and it claims nothing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.flatten(1)[:, 0]
+        return torch.stack([torch.zeros_like(v), v - 1], 1)
+
+
+class GradientFlippedAt(nn.Module):
+    """The net's logits exactly, with the input gradient of one point of the batch negated
+    (a view that is the model's function but steers the search the wrong way there)."""
+
+    def __init__(self, net: nn.Module, index: int):
+        super().__init__()
+        self.net, self.index = net, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x)
+        sign = torch.ones(len(x), 1, dtype=z.dtype, device=z.device)
+        if self.index < len(x):
+            sign[self.index] = -1.0
+        return z.detach() + sign * (z - z.detach())
+
+
+class SignedFirstValue(nn.Module):
+    """Two logits +-scale (v - 0.5) of the first input value v: confident far from 0.5,
+    so a point there has an input gradient far smaller than one near 0.5."""
+
+    def __init__(self, scale: float = 10.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.scale * (x.flatten(1)[:, 0] - 0.5)
+        return torch.stack([-d, d], 1)

@@ -107,3 +107,42 @@ class Scale(torch.nn.Module):
 
     def forward(self, x):
         return x * self.factor
+
+
+# ------------------------------------------------------------------------------------------
+# The gradient check is per point (issue 29): one point steered the wrong way fails it
+
+
+def test_one_point_whose_view_gradient_points_elsewhere_fails_the_check_and_is_named():
+    from planted import GradientFlippedAt, SignedFirstValue
+
+    model = SignedFirstValue().eval()
+    # seven points near the boundary (v = 0.5), one confident (v = 1: logits -5, +5), whose
+    # cross-entropy gradient is e^-10 times smaller: the view negates that one's
+    x = torch.tensor([[0.45], [0.47], [0.49], [0.5], [0.51], [0.53], [0.55], [1.0]])
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
+    view = GradientFlippedAt(model, index=7)
+    batch_cosine = _batch_gradient_cosine(view, model, x, y)
+    assert batch_cosine > 0.99  # the old batch-wide check passed this view
+    reason = check_view(view, model, x, y)
+    assert reason == ("its input gradients point elsewhere than the model's on 1 of 8 "
+                      "evaluated points (point 7: cosine -1.000 < 0.99)")
+
+
+def test_a_view_whose_every_point_agrees_passes_the_per_point_check():
+    from planted import GradientFlippedAt, SignedFirstValue
+
+    model = SignedFirstValue().eval()
+    x = torch.tensor([[0.45], [0.5], [0.55], [1.0]])
+    y = torch.tensor([0, 1, 1, 1])
+    assert check_view(GradientFlippedAt(model, index=99), model, x, y) is None
+
+
+def _batch_gradient_cosine(view, model, x, y):
+    """The cosine between the two models' cross-entropy input gradients of the whole batch."""
+    grads = []
+    for net in (view, model):
+        xi = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(net(xi), y, reduction="sum")
+        grads.append(torch.autograd.grad(loss, xi)[0].flatten())
+    return float(torch.nn.functional.cosine_similarity(*grads, dim=0))

@@ -2,9 +2,9 @@
 
 All three are the projected step of robench.attacks.steps. FGSM is one step of size eps;
 CW-inf is PGD on the CW margin. Every restart keeps, per point, its best iterate (the largest
-CW margin on the model the search runs on), so a point fooled at any step counts as fooled,
-not only one fooled at the last step. Which points a restart broke is the judge's verdict
-(the real model, fp32), never the stand-in's.
+CW margin on the real model in fp32, also where the search runs on a stand-in), so a point
+fooled at any step counts as fooled, not only one fooled at the last step. Which points a
+restart broke is the judge's verdict (the real model, fp32), never the stand-in's.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def _gradients_on() -> Iterator[None]:
     """Autograd on even if the caller evaluates under `no_grad` or `inference_mode`."""
     with torch.inference_mode(False), torch.enable_grad():
         yield
+
+
+def _iterate_judge(model: nn.Module, judge: Judge | None) -> Judge | None:
+    """The judge that picks each restart's best iterate: None where the search runs on the
+    judge's own model (its logits are then the real model's already), else the judge."""
+    return None if judge is None or judge.model is model else judge
 
 
 def _inputs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,10 +91,10 @@ class FGSM(Attack):
                 start = random_start(x, self.norm, self.eps, make_generator(self.seed))
             else:
                 start = x.clone()
-            best = BestIterate()
+            best = BestIterate(_iterate_judge(model, judge))
             ascend(model, x, y, start, norm=self.norm, eps=self.eps, step_size=self.eps,
                    steps=1, loss_fn=LOSSES[p.loss], eot_iter=p.eot_iter, best=best)
-            return Found(best.x, claimed=best.margin > 0)
+            return Found(best.x, claimed=best.claimed, judged_broken=best.judged_broken)
 
 
 @dataclass
@@ -142,8 +148,8 @@ class PGD(Attack):
             return random_start(x, self.norm, self.eps, generator)
         return x.clone()
 
-    def _restart(self, model, x, y, start) -> BestIterate:
-        best = BestIterate()
+    def _restart(self, model, x, y, start, judge: Judge | None) -> BestIterate:
+        best = BestIterate(judge)
         ascend(model, x, y, start, norm=self.norm, eps=self.eps, step_size=self.step_size,
                steps=self.params.steps, loss_fn=LOSSES[self.loss_name],
                eot_iter=self.params.eot_iter, best=best)
@@ -153,15 +159,18 @@ class PGD(Attack):
             judge: Judge | None = None) -> Found:
         p = self.params
         judge = judge if judge is not None else Judge(model)
+        picker = _iterate_judge(model, judge)
         with _gradients_on():
             x, y = _inputs(x, y)
             generator = make_generator(self.seed)
-            first = self._restart(model, x, y, self.start(x, generator))
+            first = self._restart(model, x, y, self.start(x, generator), picker)
             if p.restarts == 1:
-                return Found(first.x, claimed=first.margin > 0)
-            result, margin = first.x, first.margin
+                return Found(first.x, claimed=first.claimed, judged_broken=first.judged_broken)
+            result, margin, claimed = first.x, first.margin, first.claimed
             broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-            alive = torch.arange(len(x), device=x.device)  # indices not broken yet
+            if first.judged_broken is not None:
+                broken |= first.judged_broken
+            alive = (~broken).nonzero().flatten()  # indices not broken yet
             for _ in range(1, p.restarts):
                 # The judge breaks points with the best example so far; those keep it. The
                 # others are attacked again, and keep the new iterate where it is better.
@@ -171,11 +180,14 @@ class PGD(Attack):
                 if len(alive) == 0:
                     break
                 start = self.start(x, generator)[alive]
-                best = self._restart(model, x[alive], y[alive], start)
+                best = self._restart(model, x[alive], y[alive], start, picker)
                 better = best.margin > margin[alive]
                 result[alive[better]] = best.x[better]
                 margin[alive[better]] = best.margin[better]
-            return Found(result, claimed=margin > 0, judged_broken=broken)
+                claimed[alive] |= best.claimed
+                if best.judged_broken is not None:
+                    broken[alive] |= best.judged_broken
+            return Found(result, claimed=claimed, judged_broken=broken)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from robench.attacks.judge import Judge
 from robench.attacks.losses import cw_margin
 from robench.runtime import to_device
 
@@ -116,26 +117,44 @@ def mean_logits(model: nn.Module, x: torch.Tensor, draws: int) -> torch.Tensor:
 class BestIterate:
     """Per example, the iterate with the largest CW margin seen so far (the earliest on ties).
 
-    The margin max_{j != y} z_j - z_y is positive exactly when the example is misclassified;
-    for a randomised model it is taken on the logits averaged over the EOT draws, and a
-    positive mean margin means at least one draw misclassified the example. Keeping the
-    best iterate rather than the last means a point fooled at some step, but not at the last,
-    still counts as fooled (as AutoAttack's APGD keeps its best point). Selection is by
-    torch.where, with no host synchronisation.
+    The margin max_{j != y} z_j - z_y is positive exactly when the example is misclassified.
+    Keeping the best iterate rather than the last means a point fooled at some step, but not
+    at the last, still counts as fooled (as AutoAttack's APGD keeps its best point).
+
+    Whose margin: with `judge` (the search runs on a stand-in: the BatchNorm-folded view, bf16)
+    every iterate is also classified by the real model in fp32, one pass, and the iterates
+    are compared on *its* margin: the stand-in only steers, so an iterate that fools the real
+    model is never dropped for one the stand-in prefers (issue 29), and a point nothing fooled
+    keeps the iterate the real model is worst at. That costs one fp32 forward pass per step.
+    Without `judge` (the search runs on the real model in fp32) the search's own logits are
+    the real model's; for a randomised model they are averaged over the EOT draws, and a
+    positive mean margin means at least one draw misclassified the example.
+
+    `claimed`: the search's model misclassified the example at some iterate (a stand-in's claim
+    for the protocol to settle). `judged_broken`: the real model, asked on its own, misclassified
+    the kept iterate (None without `judge`). Selection is by torch.where, with no host sync.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, judge: Judge | None = None) -> None:
+        self.judge = judge
         self.x: torch.Tensor | None = None
         self.margin: torch.Tensor | None = None
+        self.claimed: torch.Tensor | None = None
 
     def offer(self, x_adv: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        margin = cw_margin(logits, y)
+        searched = cw_margin(logits, y)
+        margin = searched if self.judge is None else cw_margin(self.judge.logits(x_adv), y)
         if self.x is None:
-            self.x, self.margin = x_adv.detach().clone(), margin
+            self.x, self.margin, self.claimed = x_adv.detach().clone(), margin, searched > 0
             return
         better = margin > self.margin
         self.x = torch.where(per_example(better, x_adv), x_adv.detach(), self.x)
         self.margin = torch.where(better, margin, self.margin)
+        self.claimed = self.claimed | (searched > 0)
+
+    @property
+    def judged_broken(self) -> torch.Tensor | None:
+        return None if self.judge is None else self.margin > 0
 
 
 def ascend(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_start: torch.Tensor, *,
@@ -145,7 +164,8 @@ def ascend(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_start: torch.Te
 
     Training objectives take the last iterate (the textbook algorithm). An evaluation passes
     `best`, which is offered every iterate, the start and the last one included (the last one
-    costs one more forward pass), with the logits of the model the search runs on.
+    costs one more forward pass), with the logits of the model the search runs on (and, where
+    `best` has a judge, the real model's).
     """
     x_adv = x_start.detach().clone()
     for _ in range(steps):

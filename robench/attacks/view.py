@@ -37,7 +37,8 @@ from robench.runtime import evaluating
 
 # How closely the view must reproduce the model (fp32): |view - model| <= ATOL + RTOL |model|
 # for every logit; the same predicted class wherever the model's top two logits are further
-# apart than that; input gradients of the cross-entropy pointing the same way (cosine).
+# apart than that; each point's input gradient of the cross-entropy pointing the same way
+# (cosine, point by point).
 ATOL = 1e-4
 RTOL = 1e-4
 MIN_GRADIENT_COSINE = 0.99
@@ -147,15 +148,31 @@ def _disagreement(view: nn.Module, model: nn.Module, x: torch.Tensor,
     flips = int(((out_v.argmax(1) != out_m.argmax(1)) & clear).sum())
     if flips:
         return f"it predicts another class than the model on {flips} of {len(x)} points"
-    norm = g_v.norm() * g_m.norm()
-    if norm > 0:
-        cosine = float((g_v.flatten() @ g_m.flatten()) / norm)
-        if cosine < MIN_GRADIENT_COSINE:
-            return (f"its input gradients point elsewhere than the model's (cosine "
-                    f"{cosine:.3f} < {MIN_GRADIENT_COSINE})")
-    elif bool(g_v.abs().sum() > 0):
+    return _gradient_disagreement(g_v, g_m)
+
+
+def _gradient_disagreement(g_v: torch.Tensor, g_m: torch.Tensor) -> str | None:
+    """Per point, the cosine between the view's and the model's input gradients.
+
+    Per point, not over the batch: a search steps along each point's own gradient (its sign,
+    for Linf, whatever its size), so one point steered elsewhere is searched wrongly even when
+    the batch's gradients, dominated by the points with the largest ones, agree. Computed in
+    fp64 (on the CPU: not every device has it) so that the tiny gradients of confident points
+    do not underflow when squared. Two zero gradients agree; a zero one and another do not.
+    """
+    g_v, g_m = g_v.flatten(1).cpu().double(), g_m.flatten(1).cpu().double()
+    n_v, n_m = g_v.norm(dim=1), g_m.norm(dim=1)
+    if bool(((n_m == 0) & (n_v > 0)).any()):
         return "it has input gradients where the model has none"
-    return None
+    cosine = (g_v * g_m).sum(1) / (n_v * n_m).clamp_min(1e-300)
+    cosine[(n_v == 0) & (n_m == 0)] = 1.0
+    low = (cosine < MIN_GRADIENT_COSINE).nonzero().flatten().tolist()
+    if not low:
+        return None
+    worst = min(low, key=lambda i: float(cosine[i]))
+    return (f"its input gradients point elsewhere than the model's on {len(low)} of "
+            f"{len(cosine)} evaluated points (point {worst}: cosine {float(cosine[worst]):.3f} "
+            f"< {MIN_GRADIENT_COSINE})")
 
 
 def check_view(view: nn.Module, model: nn.Module, x: torch.Tensor,

@@ -58,10 +58,10 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
     steps = list(state.steps)
     found_flags, check_notes = flags_mod.attack_flags(steps, plan.attacks, n, stochastic,
                                                       findings=state.findings)
-    extra_flags, sanity_result = [], None
+    extra_flags, sanity_notes, sanity_result = [], [], None
     if sanity is not None:
         steps.append(sanity.step)
-        extra_flags, sanity_result = sanity.flags, sanity.result
+        extra_flags, sanity_notes, sanity_result = sanity.flags, sanity.notes, sanity.result
     clean_ok, robust_ok = int(state.clean_correct.sum()), int(state.robust.sum())
     robust_acc = robust_ok / n
     flags = [*found_flags, *plan.flags, *extra_flags,
@@ -86,7 +86,7 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
         robust_ci95=wilson_interval(robust_ok, n), clean_ci95=wilson_interval(clean_ok, n),
         per_attack=[AttackResult(**dataclasses.asdict(s)) for s in steps],
         flags=list(dict.fromkeys(flags)),
-        notes=list(dict.fromkeys([*notes, *plan.notes, *check_notes])),
+        notes=list(dict.fromkeys([*notes, *plan.notes, *check_notes, *sanity_notes])),
         seconds=seconds,
         device=str(device), precision=cfg.precision, seed=cfg.seed,
         architecture=target.source.arch, autoattack_acc=autoattack,
