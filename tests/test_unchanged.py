@@ -16,42 +16,16 @@ from planted import (
     HooksItselfInForward,
     TrainsSubmoduleInForward,
 )
+from tiny_target import N, tiny_cfg, tiny_net, tiny_target
 from torch import nn
 
 from robench import api
-from robench.data import DatasetInfo, Split
 from robench.errors import ModelChanged, UserError
 from robench.evaluation.blocks import Shard
 from robench.evaluation.unchanged import check_unchanged, snapshot
-from robench.records import ModelSource
 from robench.runtime import evaluating
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-N, CLASSES = 12, 3
-
-
-def _net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, CLASSES))
-
-
-def _target(run, model: nn.Module) -> api.Target:
-    """12 one-channel 4x4 images, 3 classes, records under run/evals."""
-    gen = torch.Generator().manual_seed(0)
-    info = DatasetInfo(name="tiny", channels=1, image_size=4, num_classes=CLASSES,
-                       mean=(0.5,), std=(0.25,), classes=("a", "b", "c"), augment="none")
-    test = Split(torch.randint(0, 256, (N, 1, 4, 4), generator=gen, dtype=torch.uint8),
-                 torch.arange(N) % CLASSES)
-    return api.Target(model=model.eval(), info=info, test=test,
-                      source=ModelSource(kind="external", arch="tiny", defense="none",
-                                         weights_sha256="00" * 32),
-                      evals_dir=run / "evals", label="tiny")
-
-
-def _cfg() -> api.EvalConfig:
-    return api.EvalConfig(attacks=["fgsm"], eps=["0.1"], n_examples=N, batch_size=6,
-                          device="cpu")
 
 
 def _listing(root):
@@ -74,7 +48,7 @@ def test_an_evaluation_of_a_model_that_changes_itself_is_refused_and_writes_noth
     (run / "evals" / "earlier.json").write_text("{}")  # what was there stays, alone
     before = _listing(run)
     with pytest.raises(ModelChanged) as refused:
-        api.evaluate(_target(run, planted(_net())), _cfg(), quiet=True)
+        api.evaluate(tiny_target(run, planted(tiny_net())), tiny_cfg(), quiet=True)
     message = str(refused.value)
     assert message.startswith("the model changed during the evaluation: ")
     assert named in message
@@ -86,7 +60,7 @@ def test_an_evaluation_of_a_model_that_changes_itself_is_refused_and_writes_noth
 def test_the_same_evaluation_of_a_model_that_keeps_still_writes_its_record(tmp_path):
     # The control: the refusal above is the planted change, not the tiny target.
     run = tmp_path / "run"
-    (outcome,) = api.evaluate(_target(run, _net()), _cfg(), quiet=True)
+    (outcome,) = api.evaluate(tiny_target(run, tiny_net()), tiny_cfg(), quiet=True)
     assert _listing(run) == ["evals", f"evals/{outcome.path.name}"]
 
 
@@ -106,11 +80,10 @@ def test_an_evaluation_at_two_eps_that_changes_the_model_at_the_second_keeps_nei
             return self.net(x)
 
     run = tmp_path / "run"
-    target = _target(run, ChangesAfter(_net(), 0))
-    cfg = api.EvalConfig(attacks=["fgsm"], eps=["0.05", "0.1"], n_examples=N, batch_size=6,
-                         device="cpu")
+    target = tiny_target(run, ChangesAfter(tiny_net(), 0))
+    cfg = tiny_cfg(eps=["0.05", "0.1"])
     # How many passes the first eps takes, counted on a model that stays the same.
-    counting = _target(tmp_path / "count", ChangesAfter(_net(), 0))
+    counting = tiny_target(tmp_path / "count", ChangesAfter(tiny_net(), 0))
     counting.model.left = 10**9
     api.evaluate(counting, dataclasses.replace(cfg, eps=["0.05"]), quiet=True)
     target.model.left = 10**9 - counting.model.left  # changes once the second eps begins
@@ -123,14 +96,14 @@ def test_an_evaluation_at_two_eps_that_changes_the_model_at_the_second_keeps_nei
 def test_a_shard_of_a_model_that_changes_itself_writes_no_part(tmp_path):
     run = tmp_path / "run"
     with pytest.raises(ModelChanged, match="buffer 'calls' changed"):
-        api.evaluate(_target(run, CountsInHiddenBuffer(_net())), _cfg(), quiet=True,
+        api.evaluate(tiny_target(run, CountsInHiddenBuffer(tiny_net())), tiny_cfg(), quiet=True,
                      shard=Shard(0, 2))
     assert _listing(run) == []
 
 
 def test_adversarial_examples_of_a_model_that_changes_itself_are_not_saved(tmp_path):
     run = tmp_path / "run"
-    target = _target(run, CountsInHiddenBuffer(_net()))
+    target = tiny_target(run, CountsInHiddenBuffer(tiny_net()))
     with pytest.raises(ModelChanged, match="buffer 'calls' changed.*robench wrote nothing"):
         api.craft(target, "fgsm", eps="0.1", n_examples=N, batch_size=6, device="cpu",
                   quiet=True)
