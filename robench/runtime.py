@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from robench.errors import RobenchWarning, UserError
+from robench.errors import ModelChanged, RobenchWarning, UserError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,11 +116,20 @@ def evaluating(model: torch.nn.Module):
     module's own flag is restored, not the top module's for all: a wrapper in train mode
     around a member in eval mode must not come back with the member training (its next
     forward pass would then rewrite its BatchNorm statistics).
+
+    A module the block's own forward passes switched to train mode is refused (ModelChanged):
+    the passes after the switch measured another model, and restoring the flags would hide it.
     """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
+    held = [(name, m) for name, m in model.named_modules() if not m.training]
     try:
         yield model
+        switched = [f"module {name!r}" if name else "the model"
+                    for name, m in held if m.training]
+        if switched:
+            raise ModelChanged([f"{who} was put in train mode by a forward pass in eval mode"
+                                for who in switched])
     finally:
         for module, mode in modes:
             module.training = mode

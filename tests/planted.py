@@ -247,3 +247,60 @@ class SignedFirstValue(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.scale * (x.flatten(1)[:, 0] - 0.5)
         return torch.stack([-d, d], 1)
+# --- unchanged (issue 29) ---
+# Models that change themselves while robench evaluates them, in ways a state_dict does not
+# show: whatever robench measured was then not one model, so it must write nothing.
+
+
+class CountsInHiddenBuffer(nn.Module):
+    """Counts its forward passes in a non-persistent buffer (left out of the state_dict)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(x)
+
+
+class FreezesItselfInForward(nn.Module):
+    """Turns off `requires_grad` of its classifier's parameters in every forward pass."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        return self.net(x)
+
+
+class HooksItselfInForward(nn.Module):
+    """Registers a (do-nothing) forward hook on its classifier in its first forward pass."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.hooked = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.hooked:
+            self.net.register_forward_hook(lambda module, args, out: None)
+            self.hooked = True
+        return self.net(x)
+
+
+class TrainsSubmoduleInForward(nn.Module):
+    """Puts its classifier in train mode in every forward pass (robench restores each
+    module's mode after a block, which hides the switch from a before/after comparison)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.net.train()
+        return self.net(x)

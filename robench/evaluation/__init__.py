@@ -20,14 +20,13 @@ from robench.evaluation.protocol import (
     ProtocolState,
     StepResult,
     attack_batch,
-    check_unchanged,
     clean_pass,
     run_attacks,
-    snapshot,
 )
 from robench.evaluation.randomness import detect, seeded
 from robench.evaluation.runner import EvalOutcome, ShardOutcome, evaluate
 from robench.evaluation.target import Target
+from robench.evaluation.unchanged import check_unchanged, snapshot
 
 __all__ = ["AttackOutcome", "CorruptionConfig", "CorruptionOutcome", "EvalOutcome",
            "ProtocolState", "Shard", "ShardOutcome", "StepResult", "Target", "accuracy",

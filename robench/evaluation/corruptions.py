@@ -31,7 +31,7 @@ from robench.data.load import DEFAULT_DATA_DIR
 from robench.errors import UserError
 from robench.evaluation.accuracy import predict
 from robench.evaluation.points import point_count, select_points
-from robench.evaluation.protocol import check_unchanged, snapshot
+from robench.evaluation.unchanged import check_unchanged, snapshot
 from robench.progress import Counter
 from robench.records import CORRUPTIONS, CorruptionResult, Record, Selection, wilson_interval
 from robench.runtime import evaluating, resolve_device, warn_if_slow

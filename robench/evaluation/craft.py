@@ -2,7 +2,8 @@
 
 The examples are saved with the clean and adversarial predictions, which are the model's own
 in fp32 whatever precision the search ran in, and every example is checked against the
-eps-ball and [0, 1] before the numbers are reported.
+eps-ball and [0, 1] before the numbers are reported. Nothing is saved if the model changed
+while the examples were made (robench.evaluation.unchanged).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from robench.data import to_float
 from robench.errors import UserError
 from robench.evaluation.points import select_points
 from robench.evaluation.target import Target
+from robench.evaluation.unchanged import check_unchanged, nothing_written_if_changed, snapshot
 from robench.progress import Counter
 from robench.records import record_key
 from robench.runtime import resolve_device, warn_if_slow
@@ -46,14 +48,18 @@ class AttackOutcome:
     in_range: bool
 
 
-def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, norm: str = "Linf",
-          eps: str | None = None, n_examples: int | None = 100, batch_size: int = 500,
-          seed: int = 0, selection_seed: int = 0, device: str = "auto",
-          precision: str = "fp32", quiet: bool = False) -> AttackOutcome:
-    """Adversarial examples for the first N test points, saved to adv/<key>.safetensors.
+def craft(target: Target, name: str, **options: Any) -> AttackOutcome:
+    """Adversarial examples for the first N test points, saved to adv/<key>.safetensors
+    (the options: those of `_craft`); none are saved if the model changed meanwhile."""
+    with nothing_written_if_changed(target.adv_dir):
+        return _craft(target, name, **options)
 
-    The search runs in `precision`; the saved predictions are the model's in fp32.
-    """
+
+def _craft(target: Target, name: str, *, params: dict[str, Any] | None = None,
+           norm: str = "Linf", eps: str | None = None, n_examples: int | None = 100,
+           batch_size: int = 500, seed: int = 0, selection_seed: int = 0, device: str = "auto",
+           precision: str = "fp32", quiet: bool = False) -> AttackOutcome:
+    """The search runs in `precision`; the saved predictions are the model's in fp32."""
     shape = tuple(target.test.x.shape[1:])
     eps_ = (parse_eps(eps, norm=norm, shape=shape) if eps is not None
             else default_eps(target.info.name, norm, shape))
@@ -68,6 +74,7 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
     idx, method = select_points(target.test, n_examples, selection_seed)
     x, y = to_float(target.test.x[idx]), target.test.y[idx]
     model = target.model.to(dev)
+    before = snapshot(model)
     judge = Judge(model, batch_size=batch_size)
     searcher = model if precision == "fp32" else InPrecision(model, precision)
     clean_pred = judge.predict(x.to(dev)).cpu()
@@ -88,6 +95,7 @@ def craft(target: Target, name: str, *, params: dict[str, Any] | None = None, no
                      {"attack": attack.describe(), "selection": method,
                       "selection_seed": selection_seed, "seed": seed,
                       "model": dataclasses.asdict(target.source), "precision": precision})
+    check_unchanged(model, before)  # before the examples are saved
     path = target.adv_dir / f"{key}.safetensors"
     with atomic_path(path) as tmp:
         save_file({"x_adv": x_adv.contiguous(), "labels": y.contiguous(),

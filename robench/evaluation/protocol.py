@@ -261,20 +261,3 @@ def unlink_states(*paths: Path) -> None:
         for extra in path.parent.glob(path.name + ".*"):
             extra.unlink(missing_ok=True)
 
-
-def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool]]:
-    """Every parameter and buffer, and every module's mode: what an evaluation must keep."""
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return state, [m.training for m in model.modules()]
-
-
-@torch.no_grad()
-def check_unchanged(model: torch.nn.Module,
-                    before: tuple[dict[str, torch.Tensor], list[bool]]) -> None:
-    """An evaluation that changed the model measured something else: that is a bug."""
-    state, modes = before
-    after = model.state_dict()
-    changed = [k for k, v in state.items() if not torch.equal(v, after[k])]
-    if changed or [m.training for m in model.modules()] != modes:
-        raise RuntimeError(f"the evaluation changed the model ({changed[:3] or 'its mode'} "
-                           f"...); its result is not reported")

@@ -7,9 +7,11 @@ of `verdict_draws` draws), whether the view may be used, and which attacks are s
 for each eps, in increasing order, the clean verdicts, the attacks, the opt-in sanity pass,
 and the record. If AutoAttack's own check finds the model randomised when robench's did not,
 the evaluation starts again as a randomised one, and the records it wrote meanwhile are
-removed. Every pass works block by block (robench.evaluation.blocks); with a shard, only that
-shard's blocks are evaluated and a part is written instead of the record
-(robench.evaluation.shards; `merge_shards` in robench.evaluation.merging makes the record).
+removed. Before each record or part is written the model is checked to be as the evaluation
+found it (robench.evaluation.unchanged); if it changed, everything this call wrote goes.
+Every pass works block by block (robench.evaluation.blocks); with a shard, only that shard's
+blocks are evaluated and a part is written instead of the record (robench.evaluation.shards;
+`merge_shards` in robench.evaluation.merging makes the record).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from robench.attacks.view import InPrecision
 from robench.config import EvalConfig
 from robench.cost import peak_memory, reset_peak
 from robench.data import to_float
-from robench.errors import Interrupted, Preempted, UserError
+from robench.errors import Interrupted, ModelChanged, Preempted, UserError
 from robench.evaluation import randomness
 from robench.evaluation.batch_size import AUTO, PROBE_POINTS, choose_batch_size
 from robench.evaluation.blocks import Shard, attack_pass, n_blocks
@@ -38,9 +40,7 @@ from robench.evaluation.points import point_count, select_points, selection_mask
 from robench.evaluation.protocol import (
     ProtocolState,
     StepResult,
-    check_unchanged,
     clean_pass,
-    snapshot,
     unlink_states,
 )
 from robench.evaluation.protocol import run_attacks as run_attack_sequence
@@ -48,6 +48,7 @@ from robench.evaluation.record import make_record, protocol_key
 from robench.evaluation.sanity import sanity_pass, sanity_result
 from robench.evaluation.shards import Partial, partial_path, write_partial
 from robench.evaluation.standin import Searchers, choose_view
+from robench.evaluation.unchanged import Snapshot, check_unchanged, snapshot
 from robench.preemption import StopRequests
 from robench.progress import Counter
 from robench.records import Record, Selection
@@ -150,39 +151,58 @@ def evaluate(target, cfg: EvalConfig, *, quiet: bool = False, resume: bool = Fal
     for eps in eps_list:  # every attack name, norm and parameter checked before any work
         plan_attacks(cfg, eps.value, stochastic=False)
     idx, selection = selection_of(target, cfg)
+    made_dir = not target.evals_dir.exists()
     runs.ensure_writable_dir(target.evals_dir)
     device = resolve_device(cfg.device)
     warn_if_slow(device, cfg.precision)
     model = target.model.to(device)
     reset_peak(device)
-    before = snapshot(model)
-    auto_note = None
-    if cfg.batch_size == AUTO:
-        cfg, auto_note = _auto_batch(cfg, model, target.test.x[idx], target.test.y[idx],
-                                     device, shard)
     session = _Session(target, cfg, target.test.x[idx], target.test.y[idx], selection,
-                       device, quiet, shard)
-    if auto_note is not None:
-        session.notes_for_all.append(auto_note)
+                       device, quiet, shard, before=snapshot(model))
+    try:
+        if cfg.batch_size == AUTO:
+            session.cfg, auto_note = _auto_batch(cfg, model, session.x, session.y, device,
+                                                 shard)
+            session.notes_for_all.append(auto_note)
+        outcomes = _run(session, eps_list, resume=resume, force=force)
+        session.check()  # also when every record was reused: the setup's passes ran
+    except ModelChanged as changed:  # found before a write: what was written before goes
+        session.discard_written()
+        session.discard_states()
+        if made_dir:
+            _remove_if_empty(target.evals_dir)
+        raise changed.written_nothing() from None
+    return outcomes
+
+
+def _run(session: _Session, eps_list: list[Eps], *, resume: bool, force: bool) -> list:
+    """The session's records (or parts), evaluated again as a randomised model if AutoAttack
+    finds randomness robench's detection missed."""
+    cfg, device = session.cfg, session.device
     with randomness.seeded(cfg.seed, device):
         try:
             try:
-                outcomes = session.run(eps_list, stochastic=None, resume=resume, force=force)
+                return session.run(eps_list, stochastic=None, resume=resume, force=force)
             except _FoundRandomised as found:
                 session.discard_written()
                 session.notes_for_all.append(
                     f"AutoAttack's own check found the model randomised where robench's "
                     f"detection did not ({found.warning!r}); evaluated again as a randomised "
                     f"model")
-                outcomes = session.run(eps_list, stochastic=True, resume=False, force=force)
+                return session.run(eps_list, stochastic=True, resume=False, force=force)
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
             raise UserError(f"out of memory on {device} at --batch-size {cfg.batch_size}; "
                             f"try --batch-size {smaller_batch(cfg.batch_size)} (the records "
                             f"written so far are kept).") from None
-    check_unchanged(model, before)
-    return outcomes
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: others' files were there, or came meanwhile
+        pass
 
 
 def _auto_batch(cfg: EvalConfig, model, x, y, device,
@@ -203,18 +223,32 @@ class _Session:
     """One `evaluate` call's shared parts: the points, the judge, the stand-ins."""
 
     def __init__(self, target, cfg: EvalConfig, x, y, selection: Selection,
-                 device: torch.device, quiet: bool, shard: Shard):
+                 device: torch.device, quiet: bool, shard: Shard, *, before: Snapshot):
         self.target, self.cfg, self.x, self.y = target, cfg, x, y
         self.selection, self.device, self.quiet, self.shard = selection, device, quiet, shard
-        self.model = target.model
-        self.blocks = shard.blocks(n_blocks(len(y), cfg.batch_size))
+        self.model, self.before = target.model, before
         self.written: list[Path] = []
+        self.states: list[tuple[Path, Path]] = []  # (state file, attack states) per protocol
         self.notes_for_all: list[str] = []
+
+    @property
+    def blocks(self) -> range:
+        """This shard's blocks (of the batch size chosen, where it was `auto`)."""
+        return self.shard.blocks(n_blocks(len(self.y), self.cfg.batch_size))
+
+    def check(self) -> None:
+        """ModelChanged unless the model is still as the evaluation found it."""
+        check_unchanged(self.model, self.before)
 
     def discard_written(self) -> None:
         for path in self.written:
             path.unlink(missing_ok=True)
         self.written.clear()
+
+    def discard_states(self) -> None:
+        """The state files kept for --resume: progress made on a model that changed."""
+        for state_path, inner in self.states:
+            _unlink_inner(state_path, inner)
 
     def _setup(self, stochastic: bool | None) -> tuple[bool, list[str]]:
         """The judge, the clean pass of this shard's blocks and the stand-ins. Randomness and
@@ -276,6 +310,7 @@ class _Session:
         stem = key if shard.whole else f"{key}.{shard.slug}"
         state_path = evals / f".{stem}.state.pt"
         inner = evals / f".{stem}.attack"
+        self.states.append((state_path, inner))
         if resume and state_path.is_file():
             state = _load_state(state_path)
             counter.message(f"resuming {stem} after {len(state.steps)} finished attack(s)")
@@ -329,6 +364,7 @@ class _Session:
                        draws=self.judge.draws, state=state, notes=list(setup_notes),
                        sanity=counts, device=str(self.device),
                        peak_memory=peak_memory(self.device))
+        self.check()  # before anything is written
         if not shard.whole:
             written = write_partial(evals, part)
             self.written.append(written)

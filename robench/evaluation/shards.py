@@ -4,8 +4,10 @@
 writes `evals/<key>.shard-i-of-N.partial`: per-point verdicts on its points and the counts of
 every attack. `--merge` (and a torchrun evaluation, over its ranks) adds the N parts up to
 the state one process would have reached, from which the record is made as always. A merge
-is refused, with a sentence, when a part is missing, was made for another number of shards,
-or when the parts disagree on what the model is (randomised or not).
+is refused, with a sentence, when a part is missing (naming the file expected), was made for
+another number of shards, by another robench or torch or on another kind of device (naming
+the file: another torch's kernels are other numbers, so the parts would be of two
+evaluations), or when the parts disagree on what the model is (randomised or not).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 
+import robench
 from robench.atomic import atomic_write_json
 from robench.attacks.autoattack import Findings
 from robench.errors import UserError
@@ -43,6 +46,8 @@ class Partial:
     sanity: dict[str, Any] | None = None
     device: str = "cpu"
     peak_memory: tuple[int, str] = (0, "")  # bytes and kind (robench.cost), the largest shard's
+    # What made it ({"robench": ..., "torch": ...}); None in parts older robench wrote.
+    versions: dict[str, str] | None = field(default_factory=lambda: made_with())
 
     def to_dict(self) -> dict[str, Any]:
         s = self.state
@@ -50,7 +55,7 @@ class Partial:
             "format": FORMAT, "key": self.key, "shard": [self.shard.index, self.shard.count],
             "n_points": self.n_points, "stochastic": self.stochastic, "draws": self.draws,
             "notes": self.notes, "sanity": self.sanity, "device": self.device,
-            "peak_memory": list(self.peak_memory),
+            "peak_memory": list(self.peak_memory), "versions": self.versions,
             "points": {"covered": encode_bits(s.covered_mask().tolist()),
                        "clean": encode_bits(s.clean_correct.tolist()),
                        "robust": encode_bits(s.robust.tolist())},
@@ -74,7 +79,38 @@ class Partial:
         return cls(key=d["key"], shard=Shard(*d["shard"]), n_points=n,
                    stochastic=d["stochastic"], draws=d["draws"], state=state,
                    notes=list(d["notes"]), sanity=d["sanity"], device=d["device"],
-                   peak_memory=tuple(d.get("peak_memory", (0, ""))))
+                   peak_memory=tuple(d.get("peak_memory", (0, ""))),
+                   versions=d.get("versions"))
+
+
+def made_with() -> dict[str, str]:
+    """The versions a part records: a merge refuses parts of different ones."""
+    return {"robench": robench.__version__, "torch": torch.__version__}
+
+
+def device_kind(device: str) -> str:
+    return device.split(":")[0]
+
+
+def _made(part: Partial, what: str) -> str:
+    """How `part` was made, in `what` (robench, torch, device): words for a refusal."""
+    if what == "device":
+        return f"on a {device_kind(part.device)} device"
+    version = (part.versions or {}).get(what)
+    return f"with {what} {version}" if version else f"with an unrecorded {what} version"
+
+
+def refuse_mixed(named: list[tuple[str, Partial]]) -> None:
+    """A UserError naming the first part made by another robench, torch or kind of device
+    than the first part (`named`: each part with the words that name it, its file)."""
+    (first_name, first), *rest = named
+    for what in ("robench", "torch", "device"):
+        for name, part in rest:
+            if _made(part, what) != _made(first, what):
+                raise UserError(f"{name} was made {_made(part, what)}, but {first_name} "
+                                f"{_made(first, what)}; evaluate every shard with the same "
+                                f"robench, torch and kind of device (that shard again with "
+                                f"--force), then merge.")
 
 
 def partial_path(evals_dir: Path, key: str, shard: Shard) -> Path:
@@ -112,17 +148,27 @@ def complete_set(evals_dir: Path, key: str, command: str) -> list[tuple[Path, Pa
                         f"of the split you do not want and merge again.")
     count = counts[0]
     have = {p.shard.index for _, p in found}
-    missing = [i for i in range(count) if i not in have]
+    missing = [Shard(i, count) for i in range(count) if i not in have]
     if missing:
-        names = ", ".join(f"{i}/{count}" for i in missing)
-        raise UserError(f"shard(s) {names} of {key} are missing from {str(evals_dir)!r}; run "
-                        f"{command} --shard {missing[0]}/{count}, then merge again.")
-    return sorted(found, key=lambda item: item[1].shard.index)
+        labels = _and([s.label for s in missing])
+        files = _and([repr(str(partial_path(evals_dir, key, s))) for s in missing])
+        one = len(missing) == 1
+        raise UserError(f"shard{'' if one else 's'} {labels} {'is' if one else 'are'} missing: "
+                        f"{files} {'was' if one else 'were'} expected; run {command} --shard "
+                        f"{missing[0].label}, then merge again.")
+    found.sort(key=lambda item: item[1].shard.index)
+    refuse_mixed([(f"shard file {str(path)!r}", part) for path, part in found])
+    return found
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def merge(parts: list[Partial]) -> Partial:
     """The N shards' parts as the part of one process (per-point verdicts, summed counts)."""
     first = parts[0]
+    refuse_mixed([(f"shard {p.shard.label}", p) for p in parts])
     for p in parts[1:]:
         if p.stochastic != first.stochastic:
             randomised = next(q for q in parts if q.stochastic)
@@ -172,7 +218,8 @@ def merge(parts: list[Partial]) -> Partial:
     notes = list(dict.fromkeys(note for p in parts for note in p.notes))
     return Partial(key=first.key, shard=Shard(), n_points=n, stochastic=first.stochastic,
                    draws=first.draws, state=state, notes=notes, sanity=sanity,
-                   device=first.device, peak_memory=max(p.peak_memory for p in parts))
+                   device=first.device, peak_memory=max(p.peak_memory for p in parts),
+                   versions=first.versions)
 
 
 def _merge_findings(items: list[dict | None]) -> dict | None:
