@@ -227,3 +227,20 @@ class RecordsPrecision(nn.Module):
                           torch.backends.cudnn.conv.fp32_precision,
                           torch.backends.cuda.matmul.fp32_precision))
         return self.net(x)
+
+
+class EveryFourthPassWrong(nn.Module):
+    """The classifier, except that every fourth forward pass returns its logits in reversed
+    class order (wrong on every point of a two-class one-hot of ten, where class 1 is the
+    label): of any 8 consecutive passes exactly 2 are wrong, so the mean over 8 draws is 6/8
+    of what a right pass gets."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        z = self.net(x)
+        return z.flip(1) if self.calls % 4 == 0 else z

@@ -6,16 +6,37 @@ mean 0.6499999761581421), so the same evaluation prints the same number on every
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
 
 from robench.attacks import Attack
-from robench.attacks.judge import Judge
+from robench.attacks.judge import Judge, ieee_fp32
 from robench.data import Split, to_float
 from robench.evaluation.protocol import attack_batch
 from robench.evaluation.standin import Searchers, choose_view
 from robench.runtime import autocast, evaluating
+
+
+@contextlib.contextmanager
+def verdict_precision(device: torch.device):
+    """fp32 for the block: autocast off, and IEEE fp32 (TF32 off) for convolutions and matrix
+    products, the caller's settings restored after (set on every device, so a CPU run holds
+    the same settings a GPU run would)."""
+    with torch.autocast(device_type=device.type, enabled=False), ieee_fp32():
+        yield
+
+
+def correct_votes(judge: Judge, split: Split, device: torch.device) -> int:
+    """Correct single draws of the judge over `split`, summed (n * draws at most)."""
+    votes = 0
+    with verdict_precision(device):
+        for start in range(0, len(split), judge.batch_size):
+            x = to_float(split.x[start:start + judge.batch_size].to(device))
+            votes += int(judge.votes(x, split.y[start:start + judge.batch_size].to(device))
+                         .sum())
+    return votes
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ alike.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -24,26 +23,17 @@ import torch
 
 from robench import distributed
 from robench.attacks import create_attack
-from robench.attacks.judge import ieee_fp32
 from robench.config import TrainConfig
 from robench.data import Split, to_float
 from robench.distributed import World
 from robench.evaluation import Shard, accuracy, attacked_accuracy, randomness
+from robench.evaluation.accuracy import verdict_precision
 from robench.evaluation.blocks import block_points, n_blocks
 from robench.registry import ATTACKS
 
 # Draws per gradient (EOT) and per verdict for a randomised model: few, since validation only
 # ranks epochs, but every one of them judged.
 VALIDATION_DRAWS = 4
-
-
-@contextlib.contextmanager
-def verdict_precision(device: torch.device):
-    """fp32 for the block: autocast off, and IEEE fp32 (TF32 off) for convolutions and matrix
-    products, the caller's settings restored after (set on every device, so a CPU run holds
-    the same settings a GPU run would)."""
-    with torch.autocast(device_type=device.type, enabled=False), ieee_fp32():
-        yield
 
 
 def _attack(name: str, eps: float, seed: int, params: dict, stochastic: bool):
