@@ -244,3 +244,28 @@ class EveryFourthPassWrong(nn.Module):
         self.calls += 1
         z = self.net(x)
         return z.flip(1) if self.calls % 4 == 0 else z
+
+
+def fragile_splits(n: int = 12, fragile: int = 5):
+    """Validation data for WrongEveryFourthPass: two-class 4x4 images whose first pixel
+    carries the class (y = i % 2) and whose second pixel marks the first `fragile` points."""
+    from robench.data import DatasetSplits, Split
+    from robench.data.splits import DatasetInfo
+    x = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
+    y = torch.arange(n) % 2
+    x[:, 0, 0, 0] = (y * 255).to(torch.uint8)
+    x[:fragile, 0, 0, 1] = 255
+    info = DatasetInfo(name="digits", channels=3, image_size=4, num_classes=2,
+                       mean=(0.0,) * 3, std=(1.0,) * 3, classes=("a", "b"), augment="none")
+    split = Split(x, y)
+    return DatasetSplits(info=info, train=split, val=split, test=split, description="planted")
+
+
+def validation_config(precision: str = "fp32"):
+    """A one-epoch config whose validation runs PGD (2 steps) and FGSM at eps 8/255 on CPU."""
+    from robench.config import resolve
+    cfg = resolve([{"validation": {"steps": 2, "eps": 8 / 255},
+                    "runtime": {"device": "cpu", "precision": precision,
+                                "eval_batch_size": 64}}])
+    cfg.optim.epochs = 1
+    return cfg

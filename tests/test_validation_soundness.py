@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from planted import RecordsPrecision, WrongEveryFourthPass
+from planted import (
+    RecordsPrecision,
+    WrongEveryFourthPass,
+    fragile_splits,
+    validation_config,
+)
 
-from robench.config import resolve
-from robench.data import DatasetSplits, Split
-from robench.data.splits import DatasetInfo
 from robench.distributed import World
 from robench.training.validation import validate
 
@@ -18,25 +20,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 N, FRAGILE = 12, 5  # validation points; of them, fragile ones (wrong on some draws)
 
 
-def _splits() -> DatasetSplits:
-    """Two-class 4x4 images: the first pixel carries the class, the second marks the first
-    FRAGILE points."""
-    x = torch.zeros(N, 3, 4, 4, dtype=torch.uint8)
-    y = torch.arange(N) % 2
-    x[:, 0, 0, 0] = (y * 255).to(torch.uint8)
-    x[:FRAGILE, 0, 0, 1] = 255
-    info = DatasetInfo(name="digits", channels=3, image_size=4, num_classes=2,
-                       mean=(0.0,) * 3, std=(1.0,) * 3, classes=("a", "b"), augment="none")
-    split = Split(x, y)
-    return DatasetSplits(info=info, train=split, val=split, test=split, description="planted")
+def _splits():
+    return fragile_splits(N, FRAGILE)
 
 
 def _cfg(precision: str = "fp32"):
-    cfg = resolve([{"validation": {"steps": 2, "eps": 8 / 255},
-                    "runtime": {"device": "cpu", "precision": precision,
-                                "eval_batch_size": 64}}])
-    cfg.optim.epochs = 1
-    return cfg
+    return validation_config(precision)
 
 
 def test_a_randomised_models_validation_counts_a_point_robust_only_if_every_draw_is_right():
