@@ -254,6 +254,30 @@ class SignedFirstValue(nn.Module):
 
 class CountsInHiddenBuffer(nn.Module):
     """Counts its forward passes in a non-persistent buffer (left out of the state_dict)."""
+# --- training (issue 29) ---
+class WrongEveryFourthPass(nn.Module):
+    """Two classes read off the first pixel (class 1 where it is at least 0.5), with a margin
+    no small eps can cross; on every fourth forward pass the points whose second pixel is at
+    least 0.5 ("fragile") get the other class. A single pass is usually right on them, while
+    any four consecutive passes (a judge with four draws) include a wrong one."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1).float()
+        s = flat[:, 0] - 0.5
+        self.calls += 1
+        if self.calls % 4 == 0:
+            s = torch.where(flat[:, 1] >= 0.5, -s, s)
+        return torch.stack([-s, s], 1) * self.scale
+
+
+class RecordsPrecision(nn.Module):
+    """Wraps a classifier and notes, per forward pass, what it was run in: the input's dtype,
+    whether autocast was on, and the cuDNN / cuBLAS fp32 settings ("ieee" means TF32 off)."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -304,3 +328,52 @@ class TrainsSubmoduleInForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.net.train()
         return self.net(x)
+        self.seen: list[tuple[str, bool, str, str]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((str(x.dtype), torch.is_autocast_enabled(x.device.type),
+                          torch.backends.cudnn.conv.fp32_precision,
+                          torch.backends.cuda.matmul.fp32_precision))
+        return self.net(x)
+
+
+class EveryFourthPassWrong(nn.Module):
+    """The classifier, except that every fourth forward pass returns its logits in reversed
+    class order (wrong on every point of a two-class one-hot of ten, where class 1 is the
+    label): of any 8 consecutive passes exactly 2 are wrong, so the mean over 8 draws is 6/8
+    of what a right pass gets."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        z = self.net(x)
+        return z.flip(1) if self.calls % 4 == 0 else z
+
+
+def fragile_splits(n: int = 12, fragile: int = 5):
+    """Validation data for WrongEveryFourthPass: two-class 4x4 images whose first pixel
+    carries the class (y = i % 2) and whose second pixel marks the first `fragile` points."""
+    from robench.data import DatasetSplits, Split
+    from robench.data.splits import DatasetInfo
+    x = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
+    y = torch.arange(n) % 2
+    x[:, 0, 0, 0] = (y * 255).to(torch.uint8)
+    x[:fragile, 0, 0, 1] = 255
+    info = DatasetInfo(name="digits", channels=3, image_size=4, num_classes=2,
+                       mean=(0.0,) * 3, std=(1.0,) * 3, classes=("a", "b"), augment="none")
+    split = Split(x, y)
+    return DatasetSplits(info=info, train=split, val=split, test=split, description="planted")
+
+
+def validation_config(precision: str = "fp32"):
+    """A one-epoch config whose validation runs PGD (2 steps) and FGSM at eps 8/255 on CPU."""
+    from robench.config import resolve
+    cfg = resolve([{"validation": {"steps": 2, "eps": 8 / 255},
+                    "runtime": {"device": "cpu", "precision": precision,
+                                "eval_batch_size": 64}}])
+    cfg.optim.epochs = 1
+    return cfg

@@ -11,6 +11,12 @@ seeded, on the device (robench.corruptions, whose docstring lists where it inter
 Generated noise is drawn per chunk of `CHUNK` points with a seed derived from the chunk's
 position, so a point's corruption depends on the seed and its place in the selection, never on
 the batch size or the device's memory.
+
+Every accuracy is a verdict, as an attack's is: the model in eval mode and fp32 with TF32 off,
+whatever --precision says (the record's precision is "fp32", with a note). A model found
+randomised (robench.evaluation.randomness, under the evaluation's seed) is classified
+`CORRUPTION_DRAWS` times per image and each accuracy is the mean over those draws, recorded
+in `CorruptionResult.draws` and a note.
 """
 
 from __future__ import annotations
@@ -26,17 +32,21 @@ import torch
 import robench
 from robench import corruptions as corruption_lib
 from robench import records as records_mod
+from robench.attacks.judge import Judge
 from robench.data import Split, to_float
 from robench.data.load import DEFAULT_DATA_DIR
 from robench.errors import UserError
-from robench.evaluation.accuracy import predict
+from robench.evaluation import randomness
+from robench.evaluation.accuracy import correct_votes, verdict_precision
 from robench.evaluation.points import point_count, select_points
 from robench.evaluation.unchanged import check_unchanged, snapshot
 from robench.progress import Counter
 from robench.records import CORRUPTIONS, CorruptionResult, Record, Selection, wilson_interval
-from robench.runtime import evaluating, resolve_device, warn_if_slow
+from robench.runtime import resolve_device, warn_if_slow
 
 CHUNK = 1000
+# Passes averaged per image for a randomised model.
+CORRUPTION_DRAWS = 8
 _TINY = 1e-9
 
 
@@ -119,7 +129,8 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
     selection = Selection(n_examples=len(idx), method=method, seed=cfg.seed,
                           n_available=n_avail)
     protocol = {"corruptions": cfg.corruptions, "severities": cfg.severities, "source": source,
-                "selection": dataclasses.asdict(selection), "precision": cfg.precision,
+                "selection": dataclasses.asdict(selection), "precision": "fp32",
+                "verdict": f"fp32, mean over {CORRUPTION_DRAWS} draws if randomised",
                 "model": dataclasses.asdict(target.source),
                 "reference": ref_record.model.weights_sha256 if ref_record else None}
     key = records_mod.record_key([CORRUPTIONS], CORRUPTIONS, severity_text(cfg.severities),
@@ -134,9 +145,12 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
     before = snapshot(model)
     t0 = time.perf_counter()
     clean = Split(target.test.x[idx], target.test.y[idx])
-    run = dict(device=device, batch_size=cfg.batch_size, precision=cfg.precision)
-    with evaluating(model):
-        clean_correct = predict(model, clean, **run) == clean.y
+    first = to_float(clean.x[:randomness.POINTS].to(device))
+    with verdict_precision(device), randomness.seeded(cfg.seed, device):
+        stochastic = randomness.detect(model, first).stochastic
+        draws = CORRUPTION_DRAWS if stochastic else 1
+        judge = Judge(model, draws=draws, batch_size=cfg.batch_size)
+        clean_votes = correct_votes(judge, clean, device)
         accuracy: dict[str, list[float]] = {}
         with Counter(quiet=quiet) as counter:
             task = counter.task(f"{target.label}: corruptions",
@@ -150,13 +164,21 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
                     else:
                         split = Split(_corrupted(clean.x, name, severity, cfg.seed, device),
                                       clean.y)
-                    correct = predict(model, split, **run) == split.y.cpu()
-                    accuracy[name].append(int(correct.sum()) / len(correct))  # exact k/n
+                    votes = correct_votes(judge, split, device)
+                    accuracy[name].append(votes / (len(split) * draws))  # exact k/(n*draws)
                     counter.advance(task, 1)
     seconds = time.perf_counter() - t0
     check_unchanged(model, before)
-    result = _result(source, cfg, accuracy, int(clean_correct.sum()) / len(idx), ref_record)
+    clean_acc = clean_votes / (len(idx) * draws)
+    result = dataclasses.replace(_result(source, cfg, accuracy, clean_acc, ref_record),
+                                 draws=draws)
     notes = []
+    if stochastic:
+        notes.append(f"the model is randomised: each accuracy is the mean over {draws} draws "
+                     f"(passes with fresh randomness) of every image.")
+    if cfg.precision != "fp32":
+        notes.append(f"judged in fp32 with TF32 off, not {cfg.precision}: accuracies are "
+                     f"verdicts of the model.")
     if premade:
         notes.append(f"corrupted images from the pre-made files in {premade} (their first "
                      f"{len(idx)} per severity); clean accuracy on robench's test selection.")
@@ -167,7 +189,7 @@ def evaluate_corruptions(target, cfg: CorruptionConfig, *, reference=None,
     if set(cfg.corruptions) != set(corruption_lib.BENCHMARK) and ref_record is not None:
         notes.append("mCE is averaged over the corruptions evaluated, not the 15 of the "
                      "benchmark.")
-    record = _record(target, cfg, key, selection, clean_correct, result, notes, device,
+    record = _record(target, cfg, key, selection, clean_acc, result, notes, device,
                      seconds)
     written = records_mod.write(record, target.evals_dir)
     return CorruptionOutcome(record, written)
@@ -224,10 +246,10 @@ def _result(source: str, cfg: CorruptionConfig, accuracy: dict[str, list[float]]
 
 
 def _record(target, cfg: CorruptionConfig, key: str, selection: Selection,
-            clean_correct: torch.Tensor, result: CorruptionResult, notes: list[str],
+            clean_acc: float, result: CorruptionResult, notes: list[str],
             device: torch.device, seconds: float) -> Record:
-    n = len(clean_correct)
-    clean_ok = int(clean_correct.sum())
+    n = selection.n_examples
+    clean_ok = round(clean_acc * n)
     # The interval treats the mean as a proportion over the n points: settings of the same
     # point are not independent draws, so counting n * settings trials would be too narrow.
     mean_ok = round(result.mean_acc * n)
@@ -236,8 +258,8 @@ def _record(target, cfg: CorruptionConfig, key: str, selection: Selection,
         key=key, created=records_mod.timestamp(), model=target.source,
         dataset=target.info.name,
         norm=CORRUPTIONS, eps=0.0, eps_text=severity_text(cfg.severities), attacks=[CORRUPTIONS],
-        selection=selection, clean_acc=clean_ok / n, robust_acc=result.mean_acc,
+        selection=selection, clean_acc=clean_acc, robust_acc=result.mean_acc,
         robust_ci95=wilson_interval(mean_ok, n), clean_ci95=wilson_interval(clean_ok, n),
         per_attack=[], flags=[], notes=notes, seconds=round(seconds, 3), device=str(device),
-        precision=cfg.precision, seed=cfg.seed, architecture=target.source.arch,
+        precision="fp32", seed=cfg.seed, architecture=target.source.arch,
         corruptions=result, published=getattr(target, "published", None))

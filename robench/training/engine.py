@@ -25,20 +25,18 @@ from typing import Any
 import torch
 
 from robench import distributed, runs
-from robench.attacks import create_attack
 from robench.augment import augment_batch, copies
 from robench.config import TrainConfig
-from robench.data import DatasetSplits, Split, to_float
+from robench.data import DatasetSplits, to_float
 from robench.defenses import Defense, StepContext
 from robench.distributed import World
 from robench.errors import Preempted, UserError
-from robench.evaluation import Shard, accuracy, attacked_accuracy
-from robench.evaluation.blocks import block_points, n_blocks
 from robench.preemption import StopRequests
 from robench.progress import EpochReporter
 from robench.runtime import autocast, rng_state, set_rng_state
 from robench.schedules import lr_at
-from robench.training.parallel import Replica, replicate
+from robench.training.parallel import Replica, agree_on_buffers, replicate
+from robench.training.validation import validate
 
 # Called after each finished (and checkpointed) epoch with the epoch's metrics row.
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -150,6 +148,8 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
             elapsed = time.perf_counter() - t0
             sums.seconds += elapsed
             seconds_so_far += elapsed
+            # One model on every process: BatchNorm statistics are each process's own.
+            agree_on_buffers(model, world)
             if not done:  # a scheduler's signal: checkpoint here, then stop
                 checkpoint(epoch - 1, sums)
                 raise Preempted(f"training stopped by {stop.name} at step {sums.step} of "
@@ -162,7 +162,7 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
                 "train_acc": sums.correct / sums.seen,
                 "seconds": sums.seconds,
                 "images_per_s": sums.seen / sums.seconds,
-                **_validate(model, splits, cfg, device, epoch, world),
+                **validate(model, splits, cfg, device, epoch, world),
             }
             sums = None
             history = [*runs.read_metrics(run_dir), last] if world.main else [last]
@@ -187,58 +187,6 @@ def fit(model: torch.nn.Module, defense: Defense, splits: DatasetSplits, cfg: Tr
     return FitResult(epochs=o.epochs, train_seconds=seconds_so_far, last=last, best=best,
                      wall_seconds=wall_before + time.perf_counter() - wall_start,
                      images=o.epochs * n_steps * o.batch_size * world.size)
-
-
-def _validate(model, splits, cfg: TrainConfig, device, epoch: int,
-              world: World) -> dict[str, Any]:
-    """Clean accuracy on the validation split every epoch; PGD and FGSM accuracy every
-    `validation.every` epochs and at the last one (None in between).
-
-    On several processes each takes a contiguous share of whole batches and the correct
-    counts are summed: every batch, and so every random start, is the one a single process
-    would have used.
-    """
-    r, v = cfg.runtime, cfg.validation
-    attacked = bool(len(splits.val)) and (epoch % v.every == 0 or epoch == cfg.optim.epochs)
-    params = {"steps": v.steps} if v.attack in ("pgd", "cw") else {}
-    attacks = [create_attack(v.attack, norm="Linf", eps=v.eps, seed=r.seed, params=params),
-               create_attack("fgsm", norm="Linf", eps=v.eps, seed=r.seed)] if attacked else []
-    val = _share(splits.val, r.eval_batch_size, world)
-    row: dict[str, Any] = {"val_acc": None, "val_robust_acc": None, "val_fgsm_acc": None}
-    if not world.distributed:
-        row["val_acc"] = accuracy(model, val, device=device, batch_size=r.eval_batch_size,
-                                  channels_last=r.channels_last)
-        if attacked:
-            row["val_robust_acc"], row["val_fgsm_acc"] = attacked_accuracy(
-                model, val, attacks, device=device, batch_size=r.eval_batch_size,
-                precision=r.precision)
-        return row
-    counts = [0] * (1 + len(attacks))
-    if len(val):
-        fractions = [accuracy(model, val, device=device, batch_size=r.eval_batch_size,
-                              channels_last=r.channels_last)]
-        if attacked:
-            fractions += attacked_accuracy(model, val, attacks, device=device,
-                                           batch_size=r.eval_batch_size, precision=r.precision)
-        counts = [round(f * len(val)) for f in fractions]
-    totals = [sum(c) for c in zip(*distributed.gather(counts), strict=True)]
-    n = len(splits.val)
-    row["val_acc"] = totals[0] / n if n else None
-    if attacked:
-        row["val_robust_acc"], row["val_fgsm_acc"] = totals[1] / n, totals[2] / n
-    return row
-
-
-def _share(val: Split, batch_size: int, world: World) -> Split:
-    """This process's contiguous share of whole validation batches."""
-    if not world.distributed:
-        return val
-    blocks = Shard(world.rank, world.size).blocks(n_blocks(len(val), batch_size))
-    if not len(blocks):
-        return Split(val.x[:0], val.y[:0])
-    start = block_points(blocks[0], batch_size, len(val)).start
-    stop = block_points(blocks[-1], batch_size, len(val)).stop
-    return Split(val.x[start:stop], val.y[start:stop])
 
 
 def _better(row: dict[str, Any], best: dict[str, Any] | None, select: str) -> bool:

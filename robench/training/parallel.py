@@ -54,6 +54,20 @@ def all_sum(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+@torch.no_grad()
+def agree_on_buffers(model: nn.Module, world: World) -> None:
+    """Process 0's buffers (BatchNorm running statistics) copied to every process.
+
+    Gradients are averaged, so parameters agree; buffers are updated by each process from
+    its own rows. Called before validating and checkpointing, so that the validation counts
+    summed over processes are of one model, the one process 0 saves.
+    """
+    if not world.distributed:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 @dataclass
 class Replica:
     """How one process takes part in a step: its rows of the global batch, and the step."""
