@@ -254,30 +254,6 @@ class SignedFirstValue(nn.Module):
 
 class CountsInHiddenBuffer(nn.Module):
     """Counts its forward passes in a non-persistent buffer (left out of the state_dict)."""
-# --- training (issue 29) ---
-class WrongEveryFourthPass(nn.Module):
-    """Two classes read off the first pixel (class 1 where it is at least 0.5), with a margin
-    no small eps can cross; on every fourth forward pass the points whose second pixel is at
-    least 0.5 ("fragile") get the other class. A single pass is usually right on them, while
-    any four consecutive passes (a judge with four draws) include a wrong one."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(10.0))
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(1).float()
-        s = flat[:, 0] - 0.5
-        self.calls += 1
-        if self.calls % 4 == 0:
-            s = torch.where(flat[:, 1] >= 0.5, -s, s)
-        return torch.stack([-s, s], 1) * self.scale
-
-
-class RecordsPrecision(nn.Module):
-    """Wraps a classifier and notes, per forward pass, what it was run in: the input's dtype,
-    whether autocast was on, and the cuDNN / cuBLAS fp32 settings ("ieee" means TF32 off)."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -328,6 +304,36 @@ class TrainsSubmoduleInForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.net.train()
         return self.net(x)
+
+
+# --- training (issue 29) ---
+class WrongEveryFourthPass(nn.Module):
+    """Two classes read off the first pixel (class 1 where it is at least 0.5), with a margin
+    no small eps can cross; on every fourth forward pass the points whose second pixel is at
+    least 0.5 ("fragile") get the other class. A single pass is usually right on them, while
+    any four consecutive passes (a judge with four draws) include a wrong one."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1).float()
+        s = flat[:, 0] - 0.5
+        self.calls += 1
+        if self.calls % 4 == 0:
+            s = torch.where(flat[:, 1] >= 0.5, -s, s)
+        return torch.stack([-s, s], 1) * self.scale
+
+
+class RecordsPrecision(nn.Module):
+    """Wraps a classifier and notes, per forward pass, what it was run in: the input's dtype,
+    whether autocast was on, and the cuDNN / cuBLAS fp32 settings ("ieee" means TF32 off)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
         self.seen: list[tuple[str, bool, str, str]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
