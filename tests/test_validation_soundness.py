@@ -3,17 +3,23 @@ with TF32 off, randomness detected, a randomised model judged on every draw (iss
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
-from planted import (
-    RecordsPrecision,
-    WrongEveryFourthPass,
-    fragile_splits,
-    validation_config,
-)
 
 from robench.distributed import World
 from robench.training.validation import validate
+
+# tests/planted.py by its path: a spawned DDP process re-imports this module with a sys.path
+# on which `planted` may name benchmarks/planted.py instead.
+_spec = importlib.util.spec_from_file_location("tests_planted",
+                                               Path(__file__).with_name("planted.py"))
+_planted = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_planted)
+RecordsPrecision, WrongEveryFourthPass = _planted.RecordsPrecision, _planted.WrongEveryFourthPass
+fragile_splits, validation_config = _planted.fragile_splits, _planted.validation_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

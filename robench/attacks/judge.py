@@ -86,6 +86,8 @@ class Judge:
     def votes(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """How many of the `draws` passes classify each point correctly (int, on y's device)."""
         out = torch.zeros(len(y), dtype=torch.long, device=y.device)
+        if not len(y):  # every point already decided: no pass to make
+            return out
         for _ in range(self.draws):
             out += (self.logits(x).argmax(1) == y).to(out.device)
         return out
