@@ -4,8 +4,9 @@ The cache lives in $ROBENCH_CACHE or ~/.cache/robench as one safetensors file pe
 keyed on the folder's absolute path and each file's name, label, size and mtime, so any
 change to the folder decodes it again. Beside the images it keeps the folder's content
 fingerprint (`manifest.fingerprint`), which names the dataset: reading every file's bytes
-again would cost a cached load as much as a decode. A damaged cache is decoded again, and a cache that
-cannot be written is a warning, never an error: the decoded images are usable either way.
+again would cost a cached load as much as a decode. A damaged cache is decoded again, and a
+cache that cannot be written is a warning, never an error: the decoded images are usable
+either way.
 """
 
 from __future__ import annotations
