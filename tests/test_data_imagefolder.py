@@ -4,6 +4,7 @@ Tiny ImageNet's layout and the real CIFAR-10 copy."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -33,7 +34,7 @@ CIFAR10_CLASSES = (
 def test_imagefolder_loads_classes_labels_and_channels(tmp_path):
     root = make_folder(tmp_path / "imgs")
     ds = load_dataset(f"imagefolder:{root}", val_size=4)
-    assert ds.info.name == f"imagefolder:{root.resolve()}"
+    assert re.fullmatch(r"imagefolder:[0-9a-f]{12}", ds.info.name)  # its content, not its path
     assert ds.info.classes == ("apple", "grass", "sky", "stone")
     assert (ds.info.channels, ds.info.image_size, ds.info.augment) == (3, 8, "crop+flip")
     assert (len(ds.train), len(ds.val), len(ds.test)) == (36, 4, 12)

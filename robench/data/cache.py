@@ -2,8 +2,11 @@
 
 The cache lives in $ROBENCH_CACHE or ~/.cache/robench as one safetensors file per folder,
 keyed on the folder's absolute path and each file's name, label, size and mtime, so any
-change to the folder decodes it again. A damaged cache is decoded again, and a cache that
-cannot be written is a warning, never an error: the decoded images are usable either way.
+change to the folder decodes it again. Beside the images it keeps the folder's content
+fingerprint (`manifest.fingerprint`), which names the dataset: reading every file's bytes
+again would cost a cached load as much as a decode. A damaged cache is decoded again, and a
+cache that cannot be written is a warning, never an error: the decoded images are usable
+either way.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import torch
 
 from robench.atomic import atomic_path
 from robench.data.decode import decode_all
-from robench.data.manifest import Manifest
+from robench.data.manifest import Manifest, fingerprint
 from robench.errors import UserError
 
-_CACHE_VERSION = 1  # bump when the cache file layout changes, so old caches are not read
+# bump when the cache file layout changes, so old caches are not read (2: the fingerprint)
+_CACHE_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -46,27 +50,33 @@ def _cache_key(manifest: Manifest) -> str:
     return digest.hexdigest()[:32]
 
 
-def decode_cached(manifest: Manifest) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train and test images as uint8 tensors, decoded once and then read from the cache."""
-    from safetensors.torch import load_file
+def decode_cached(manifest: Manifest) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Train and test images as uint8 tensors and the folder's content fingerprint, decoded
+    and hashed once and then read from the cache."""
+    from safetensors import safe_open
 
     path = cache_dir() / f"{_cache_key(manifest)}.safetensors"
     if path.exists():
         try:
-            cached = load_file(path)
-            train, test = cached["train"], cached["test"]
+            with safe_open(str(path), framework="pt") as cached:
+                train, test = cached.get_tensor("train"), cached.get_tensor("test")
+                found = (cached.metadata() or {}).get("fingerprint")
             if (len(train), len(test)) != (len(manifest.train_files), len(manifest.test_files)):
                 raise ValueError("it holds a different number of images")
-            return train, test
+            if not found:
+                raise ValueError("it holds no fingerprint")
+            return train, test, found
         except Exception as err:  # a damaged cache is rebuilt, not fatal
             warnings.warn(f"ignoring unreadable cache {path} ({err}); decoding again", stacklevel=2)
     images = decode_all(manifest.train_files + manifest.test_files)
     train, test = images[: len(manifest.train_files)], images[len(manifest.train_files) :]
-    _write_cache(path, {"train": train.contiguous(), "test": test.contiguous()})
-    return train, test
+    found = fingerprint(manifest)
+    _write_cache(path, {"train": train.contiguous(), "test": test.contiguous()},
+                 {"fingerprint": found})
+    return train, test, found
 
 
-def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def _write_cache(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Written through `atomic_path`, so an interrupted write leaves no cache behind.
 
     `atomic_path` also gives the file ordinary permissions, not a temp file's private 0600,
@@ -78,6 +88,6 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            save_file(tensors, tmp)
+            save_file(tensors, tmp, metadata=metadata)
     except OSError as err:
         warnings.warn(f"could not write the image cache {path} ({err})", stacklevel=3)

@@ -1,13 +1,16 @@
 """Datasets read from folders of image files: `imagefolder:<path>` and `tinyimagenet`.
 
 Both are listed into a `Manifest` and decoded once into the image cache (`robench.data.cache`),
-so later loads read one file instead of decoding every image again.
+so later loads read one file instead of decoding every image again. An image folder is named
+by its content, `imagefolder:<first 12 hex digits of its fingerprint>`, not by its path: the
+same images copied elsewhere are the same dataset (one leaderboard table, reused records),
+and a changed image makes another one; no heading shows where the files lie.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -81,7 +84,7 @@ def _diff(got: Sequence[str], want: Sequence[str]) -> str:
 def _load_imagefolder(root: Path, download: bool) -> RawDataset:
     """Decoded once into a cache file (see `robench.data.cache`), so later loads are fast."""
     manifest = _imagefolder_manifest(root)
-    return _raw_from_manifest(manifest, f"{IMAGEFOLDER_PREFIX}{manifest.root}")
+    return _raw_from_manifest(manifest, lambda found: f"{IMAGEFOLDER_PREFIX}{found[:12]}")
 
 
 @DATASETS.register(
@@ -119,7 +122,7 @@ def _load_tinyimagenet(data_dir: Path, download: bool) -> RawDataset:
         test_labels,
         "official val set",
     )
-    return _raw_from_manifest(manifest, "tinyimagenet")
+    return _raw_from_manifest(manifest, lambda found: "tinyimagenet")
 
 
 def _tinyimagenet_val(root: Path, classes: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -141,12 +144,13 @@ def _tinyimagenet_val(root: Path, classes: Sequence[str]) -> tuple[list[str], li
     return [os.path.join(images, f) for f, _ in rows], [label for _, label in rows]
 
 
-def _raw_from_manifest(manifest: Manifest, name: str) -> RawDataset:
-    train_x, test_x = decode_cached(manifest)
+def _raw_from_manifest(manifest: Manifest, name: Callable[[str], str]) -> RawDataset:
+    """`name` makes the dataset's name from the folder's content fingerprint."""
+    train_x, test_x, found = decode_cached(manifest)
     return RawDataset(
         train=Split(train_x, torch.tensor(manifest.train_labels, dtype=torch.long)),
         test=Split(test_x, torch.tensor(manifest.test_labels, dtype=torch.long)),
         classes=manifest.classes,
-        name=name,
+        name=name(found),
         test_source=manifest.test_source,
     )

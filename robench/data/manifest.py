@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,3 +65,25 @@ def list_split(folder: Path, classes: Sequence[str]) -> tuple[list[str], list[in
         files += found
         labels += [label] * len(found)
     return files, labels
+
+
+def fingerprint(manifest: Manifest) -> str:
+    """sha256 over the folder's content: its classes, then each split's files by path
+    relative to the folder, label, size and the sha256 of their bytes. The same images at
+    another path have the same fingerprint; a changed, added or relabelled image does not."""
+    digest = hashlib.sha256(b"robench-imagefolder-v1\0")
+    digest.update("\0".join(manifest.classes).encode() + b"\n")
+    root = str(manifest.root)
+    for tag, files, labels in (
+        ("train", manifest.train_files, manifest.train_labels),
+        ("test", manifest.test_files, manifest.test_labels),
+    ):
+        for path, label in zip(files, labels, strict=True):
+            try:
+                data = Path(path).read_bytes()
+            except OSError as err:
+                raise UserError(f"cannot read image {path}: {err.strerror}.") from None
+            relative = os.path.relpath(path, root).replace(os.sep, "/")
+            content = hashlib.sha256(data).hexdigest()
+            digest.update(f"{tag}\0{relative}\0{label}\0{len(data)}\0{content}\n".encode())
+    return digest.hexdigest()

@@ -9,6 +9,7 @@ import robench
 from robench.config import EvalConfig
 from robench.cost import Cost
 from robench.evaluation import flags as flags_mod
+from robench.evaluation.identity import data_identity, evaluated_source, versions
 from robench.evaluation.plan import Plan
 from robench.evaluation.protocol import ProtocolState
 from robench.evaluation.sanity import Sanity
@@ -33,14 +34,19 @@ def protocol_key(target, cfg: EvalConfig, eps: Eps, plan: Plan, selection: Selec
     """The record's key and the protocol it hashes: every setting that changes the numbers.
 
     `blocks` is the block size (--batch-size): which points share a batch and a seed
-    (robench.evaluation.blocks), so it is part of what defines the result.
+    (robench.evaluation.blocks), so it is part of what defines the result. `model` carries
+    the hash of the parameters and buffers evaluated, `data` the test split by content with
+    its image size and normalisation, and `versions` robench's, torch's and AutoAttack's
+    (robench.evaluation.identity): a stored record is reused only when all of them match.
     """
     attacks = plan.attacks
     draws = cfg.verdict_draws if stochastic else 1
     protocol = {"attacks": [a.describe() for a in attacks], "norm": cfg.norm,
                 "batch_size": [getattr(a, "batch_size", None) for a in attacks],
                 "eps": eps.value, "selection": dataclasses.asdict(selection),
-                "precision": cfg.precision, "model": dataclasses.asdict(target.source),
+                "precision": cfg.precision,
+                "model": dataclasses.asdict(evaluated_source(target)),
+                "data": dataclasses.asdict(data_identity(target)), "versions": versions(),
                 "verdict": {"rule": "every-draw" if stochastic else "one-pass", "draws": draws},
                 "sanity": {"n": cfg.sanity_n} if cfg.sanity else None,
                 "blocks": cfg.batch_size}
@@ -80,7 +86,8 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
                     peak_memory_bytes=int(peak_memory[0]), peak_memory=peak_memory[1])
     return Record(
         schema_version=SCHEMA_VERSION, robench_version=robench.__version__, key=key,
-        created=timestamp(), model=target.source, dataset=target.info.name, norm=cfg.norm,
+        created=timestamp(), model=evaluated_source(target), dataset=target.info.name,
+        norm=cfg.norm,
         eps=eps.value, eps_text=eps.text, attacks=[a.name for a in plan.attacks],
         selection=selection, clean_acc=clean_ok / n, robust_acc=robust_acc,
         robust_ci95=wilson_interval(robust_ok, n), clean_ci95=wilson_interval(clean_ok, n),
@@ -95,5 +102,6 @@ def make_record(target, cfg: EvalConfig, key: str, eps: Eps, plan: Plan,
         verdict=Verdict(rule="every-draw" if stochastic else "one-pass", draws=draws,
                         mean_clean_acc=mean_clean),
         sanity=sanity_result, cost=cost, batch_size=cfg.batch_size,
-        published=getattr(target, "published", None),
+        published=getattr(target, "published", None), versions=versions(),
+        data=data_identity(target),
     )

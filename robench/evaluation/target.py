@@ -5,12 +5,13 @@ so `attack` and `eval` need not know.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from robench.data import DatasetInfo, Split
+from robench.evaluation.identity import tensors_digest
 from robench.records import ModelSource, Published
 
 
@@ -24,6 +25,17 @@ class Target:
     label: str  # the name shown in tables
     data_dir: str | None = None  # where pre-made corrupted test sets are looked for
     published: Published | None = None  # a zoo model's leaderboard numbers, for the record
+    # (the split hashed, its fingerprint): a large test split is hashed once, not per record
+    _fingerprint: tuple[Split, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def test_fingerprint(self) -> str:
+        """sha256 over the test split's images and labels (dtype, shape, bytes): the data by
+        content, so the same images at another path are the same data. Hashed again when
+        `test` is replaced by another split."""
+        if self._fingerprint is None or self._fingerprint[0] is not self.test:
+            self._fingerprint = (self.test, tensors_digest(self.test.x, self.test.y))
+        return self._fingerprint[1]
 
     @property
     def adv_dir(self) -> Path:

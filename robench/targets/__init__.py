@@ -1,5 +1,10 @@
 """What an evaluation is run on: a robench run, or a user's own model and a dataset.
 
+Each ModelSource carries the hash of the parameters and buffers loaded (`state_sha256`), so
+every record key built from it (Lp and corruption evaluations alike) changes with the model;
+the Lp evaluation hashes the state again when it keys and writes a record
+(robench.evaluation.identity), so what it stores is what it evaluated.
+
 Either way the result is the same bundle, a robench.evaluation.target.Target (a model taking
 [0, 1] images, the test split, and where its records go), so `attack` and `eval` need not know
 where a model came from. `external` loads a user's model file and weights, `zoo` a model of
@@ -13,6 +18,7 @@ from pathlib import Path
 from robench import runs
 from robench.data import load_dataset, to_float
 from robench.errors import UserError
+from robench.evaluation.identity import state_digest
 from robench.evaluation.target import Target
 from robench.records import EVALS, ModelSource
 from robench.targets.external import check_output_shape, load_external_model, sha256
@@ -34,7 +40,7 @@ def from_run(run_dir: str | Path, checkpoint: str = "final") -> Target:
     model, cfg, splits = rebuild_run(run_dir, weights.name)
     source = ModelSource(kind="run", run_id=run_dir.name, checkpoint=weights.name,
                          weights_sha256=sha256(weights), arch=cfg.model.arch,
-                         defense=cfg.defense)
+                         defense=cfg.defense, state_sha256=state_digest(model))
     return Target(model=model, info=splits.info, test=splits.test, source=source,
                   evals_dir=run_dir / EVALS, label=run_dir.name, data_dir=cfg.data.data_dir)
 
@@ -48,7 +54,8 @@ def from_external(spec: str, *, weights: str | Path | None, dataset: str,
     check_output_shape(ext.model, to_float(splits.test.x[:2]), splits.info.num_classes, spec)
     source = ModelSource(kind="external", file=ext.file, factory=ext.factory,
                          checkpoint=ext.weights, weights_sha256=ext.weights_sha256,
-                         arch=ext.name, defense="external", file_sha256=ext.source_sha256)
+                         arch=ext.name, defense="external", file_sha256=ext.source_sha256,
+                         state_sha256=state_digest(ext.model))
     label = f"external-{ext.name}"
     evals_dir = Path(out) if out is not None else Path("runs") / label / EVALS
     return Target(model=ext.model, info=splits.info, test=splits.test, source=source,
@@ -70,7 +77,7 @@ def from_zoo(spec: str, *, dataset: str, threat: str = "Linf", zoo_dataset: str 
     source = ModelSource(kind="zoo", zoo="robustbench", zoo_dataset=zoo.dataset,
                          zoo_threat=zoo.threat, checkpoint=zoo.checkpoint,
                          weights_sha256=zoo.weights_sha256, arch=zoo.name,
-                         defense="robustbench")
+                         defense="robustbench", state_sha256=state_digest(zoo.model))
     label = f"robustbench-{zoo.dataset}-{zoo.threat}-{zoo.name}"
     evals_dir = Path(out) if out is not None else Path("runs") / label / EVALS
     return Target(model=zoo.model, info=splits.info, test=splits.test, source=source,

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import pickle
 import re
+import site
 import sys
+import sysconfig
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import robench
 from robench.errors import UserError
 from robench.models.layers import Classifier, Normalize
 
@@ -64,41 +68,75 @@ def _import(file: Path):
     return module
 
 
-def _local_files(module, root: Path) -> list[Path]:
-    """The model file and the Python files under its folder that its code comes from.
+def _library_roots() -> list[Path]:
+    """Where the interpreter's own and installed packages live, and robench itself: code
+    whose version, not its files, says what it is (robench's and torch's are in the key)."""
+    paths = sysconfig.get_paths()
+    roots = [paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    roots += [*site.getsitepackages(), site.getusersitepackages(), sys.prefix,
+              sys.base_prefix, sys.exec_prefix, str(Path(robench.__file__).resolve().parent)]
+    return [Path(r).resolve() for r in dict.fromkeys(roots) if r]
 
-    Found through the module's globals (imported modules, and the modules classes and
-    functions were defined in), transitively: an edit of a local `nets.py` the model file
-    imports changes the model as much as an edit of the file itself.
-    """
-    seen: dict[Path, None] = {}
-    todo = [module]
+
+def _users_file(module, libraries: list[Path]) -> Path | None:
+    """The module's source file when it is the user's code (not a library's), else None."""
+    path = getattr(module, "__file__", None)
+    if not path or not Path(path).is_file():
+        return None
+    path = Path(path).resolve()
+    return None if any(path.is_relative_to(r) for r in libraries) else path
+
+
+def _users_modules(module, imported: list[types.ModuleType]) -> dict[str, Path]:
+    """Module name -> file for the user's code the model comes from: the modules the model
+    file and its factory imported (`imported`, the new entries of sys.modules), and those its
+    globals lead to (imported modules, the modules classes and functions were defined in),
+    transitively. Wherever a helper lies (beside the file or in a folder on sys.path), an edit
+    of it changes the model as much as an edit of the file itself."""
+    libraries = _library_roots()
+    found: dict[str, Path] = {}
+    todo = list(imported)
+    seen: set[int] = {id(module)}
+    for value in vars(module).values():
+        todo.append(value if isinstance(value, types.ModuleType)
+                    else sys.modules.get(getattr(value, "__module__", None) or ""))
     while todo:
         mod = todo.pop()
-        path = getattr(mod, "__file__", None)
-        if not path:
+        if mod is None or id(mod) in seen:
             continue
-        path = Path(path).resolve()
-        if path in seen or not path.is_relative_to(root):
+        seen.add(id(mod))
+        path = _users_file(mod, libraries)
+        if path is None:
             continue
-        seen[path] = None
+        found[mod.__name__] = path
         for value in vars(mod).values():
-            if isinstance(value, types.ModuleType):
-                todo.append(value)
-            else:
-                owner = sys.modules.get(getattr(value, "__module__", None) or "")
-                if owner is not None:
-                    todo.append(owner)
-    return sorted(seen)
+            todo.append(value if isinstance(value, types.ModuleType)
+                        else sys.modules.get(getattr(value, "__module__", None) or ""))
+    return found
 
 
-def source_digest(module, file: Path, factory: str) -> str:
-    """sha256 over the factory's name and the bytes of every local file its code comes from."""
-    root = file.resolve().parent
-    digest = hashlib.sha256(factory.encode())
-    for path in [file.resolve(), *(p for p in _local_files(module, root) if p != file.resolve())]:
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+def _factory_source(module, factory: str) -> str:
+    """The factory's own source text (it may come from another module); its repr when Python
+    cannot show it (a builtin, a callable object)."""
+    fn = getattr(module, factory, None)
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return repr(fn)
+
+
+def source_digest(module, file: Path, factory: str,
+                  imported: list[types.ModuleType] = ()) -> str:
+    """sha256 over the factory's name and source, the model file's bytes and those of every
+    module of the user's that its code comes from (`_users_modules`), by module name, so the
+    same code in another folder hashes the same."""
+    digest = hashlib.sha256(factory.encode() + b"\0")
+    digest.update(_factory_source(module, factory).encode() + b"\0")
+    digest.update(file.resolve().read_bytes())
+    for name, path in sorted(_users_modules(module, list(imported)).items()):
+        if path != file.resolve():
+            digest.update(f"\0{name}\0".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -155,6 +193,7 @@ def load_external_model(spec: str, *, weights: str | Path | None,
                         mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
                         name: str | None = None) -> ExternalModel:
     file, factory_name = parse_spec(spec)
+    before = set(sys.modules)  # what the file and its factory import is the model's code too
     module = _import(file)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
@@ -165,6 +204,7 @@ def load_external_model(spec: str, *, weights: str | Path | None,
         raise UserError(f"{spec} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(net, nn.Module):
         raise UserError(f"{spec} returned a {type(net).__name__}, not a torch.nn.Module.")
+    imported = [sys.modules[n] for n in sorted(set(sys.modules) - before)]
     digest = None
     if weights is not None:
         path = Path(weights)
@@ -188,7 +228,7 @@ def load_external_model(spec: str, *, weights: str | Path | None,
                          file=str(file), factory=factory_name,
                          weights=None if weights is None else str(weights),
                          weights_sha256=digest,
-                         source_sha256=source_digest(module, file, factory_name))
+                         source_sha256=source_digest(module, file, factory_name, imported))
 
 
 @torch.no_grad()
